@@ -1,0 +1,155 @@
+"""Model registry and checkpoint directories (``config.yaml`` + ``model.pt`` [+ ``train_state.pt``]).
+
+A model class registers itself under a ``type`` name and builds from its config section::
+
+    @register_model("ctc")
+    class CTCModel(nn.Module):
+        @classmethod
+        def from_config(cls, model_cfg: dict): ...
+        def model_config(self) -> dict: ...      # optional: lets save_checkpoint fill config["model"]
+
+    save_checkpoint("exp/teacher", model, {"model": {"type": "ssl", ...}, "optim": {...}})
+    model, config = load_checkpoint("exp/teacher")             # no recipe needed
+
+Files are written atomically (temp name + rename); ``config.yaml`` is written last, so a directory
+with a ``config.yaml`` always holds a complete ``model.pt``.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import torch
+from torch import nn
+
+from ..utils.config import load_yaml, save_config
+from ..utils.errors import ConfigError
+from ..utils.fileio import atomic_path
+
+log = logging.getLogger("speechkd")
+
+MODEL_REGISTRY: Dict[str, type] = {}
+
+# Modules that register model types; imported on demand when a type is unknown (only those that exist).
+_PROVIDERS = [
+    "speechkd.models.ssl", "speechkd.models.ctc", "speechkd.models.heads", "speechkd.models.transducer",
+    "speechkd.models.text", "speechkd.models.intent", "speechkd.distill.student", "speechkd.distill.students",
+    "speechkd.prune.pathways",
+]
+
+
+def register_model(name: str) -> Callable[[type], type]:
+    """Class decorator: register ``cls`` (which has ``from_config(model_cfg: dict)``) as ``type: name``."""
+    def deco(cls):
+        if not hasattr(cls, "from_config"):
+            raise TypeError(f"{cls.__name__} needs a from_config(model_cfg) classmethod to be registered")
+        MODEL_REGISTRY[name] = cls
+        cls.model_type = name
+        return cls
+    return deco
+
+
+def _import_providers() -> None:
+    for mod in _PROVIDERS:
+        try:
+            found = importlib.util.find_spec(mod) is not None
+        except ModuleNotFoundError:
+            found = False
+        if found:
+            importlib.import_module(mod)
+
+
+def get_model_class(name: str) -> type:
+    if name not in MODEL_REGISTRY:
+        _import_providers()
+    if name not in MODEL_REGISTRY:
+        raise ConfigError(f"unknown model type '{name}'; known: {', '.join(sorted(MODEL_REGISTRY))}")
+    return MODEL_REGISTRY[name]
+
+
+def build_model(model_cfg: dict) -> nn.Module:
+    """Build a registered model from its config section (a dict with a ``type`` key)."""
+    if not isinstance(model_cfg, dict) or "type" not in model_cfg:
+        raise ConfigError(f"model config needs a 'type' key, got {model_cfg!r:.200}")
+    return get_model_class(model_cfg["type"]).from_config(dict(model_cfg))
+
+
+def model_config_of(model: nn.Module) -> dict:
+    if not hasattr(model, "model_config"):
+        raise ConfigError(f"{type(model).__name__} has no model_config(); pass config['model'] explicitly")
+    return model.model_config()
+
+
+def save_checkpoint(ckpt_dir, model: nn.Module, config: Optional[dict] = None,
+                    train_state: Optional[dict] = None) -> Path:
+    """Write ``ckpt_dir/{model.pt, train_state.pt, config.yaml}`` atomically and return ``ckpt_dir``.
+
+    ``config`` is the full run config; its ``model`` section (with ``type``) is filled from
+    ``model.model_config()`` when missing. A DDP/compiled wrapper is unwrapped first.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    model = getattr(model, "module", model)
+    model = getattr(model, "_orig_mod", model)
+    config = dict(config or {})
+    if "model" not in config:
+        config["model"] = model_config_of(model)
+    if "type" not in config["model"]:
+        raise ConfigError(f"{ckpt_dir}: config['model'] needs a 'type' key")
+    with atomic_path(ckpt_dir / "model.pt") as tmp:
+        torch.save(model.state_dict(), tmp)
+    if train_state is not None:
+        with atomic_path(ckpt_dir / "train_state.pt") as tmp:
+            torch.save(train_state, tmp)
+    save_config(config, ckpt_dir / "config.yaml")
+    return ckpt_dir
+
+
+def load_state_dict_checked(model: nn.Module, state: dict, where) -> None:
+    """``load_state_dict(strict=True)`` with a one-line ConfigError naming ``where`` and the first bad key."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing:
+        raise ConfigError(f"{where}: state dict does not match the model config: missing key '{missing[0]}'"
+                          f" ({len(missing)} missing, {len(unexpected)} unexpected)")
+    if unexpected:
+        raise ConfigError(f"{where}: state dict does not match the model config: unexpected key "
+                          f"'{unexpected[0]}' ({len(unexpected)} unexpected)")
+    for k, v in state.items():
+        if tuple(own[k].shape) != tuple(v.shape):
+            raise ConfigError(f"{where}: state dict does not match the model config: key '{k}' has shape "
+                              f"{tuple(v.shape)} in the checkpoint, {tuple(own[k].shape)} in the model")
+    model.load_state_dict(state, strict=True)
+
+
+def load_checkpoint(ckpt_dir, map_location="cpu"):
+    """Load ``(model, config)`` from a checkpoint directory (model in eval mode)."""
+    ckpt_dir = Path(ckpt_dir)
+    cfg_path, model_path = ckpt_dir / "config.yaml", ckpt_dir / "model.pt"
+    if not cfg_path.exists():
+        raise ConfigError(f"{ckpt_dir}: not a checkpoint directory (no config.yaml)")
+    if not model_path.exists():
+        raise ConfigError(f"{ckpt_dir}: checkpoint has no model.pt")
+    config = load_yaml(cfg_path)
+    if "model" not in config:
+        raise ConfigError(f"{cfg_path}: no 'model' section")
+    model = build_model(config["model"])
+    try:
+        state = torch.load(model_path, map_location=map_location, weights_only=True)
+    except Exception as e:  # corrupt or truncated file
+        raise ConfigError(f"{model_path}: cannot read state dict: {e}") from None
+    load_state_dict_checked(model, state, ckpt_dir)
+    model.eval()
+    return model, config
+
+
+def load_train_state(ckpt_dir, map_location="cpu") -> Optional[dict]:
+    """``train_state.pt`` of a checkpoint directory, or None when absent."""
+    path = Path(ckpt_dir) / "train_state.pt"
+    if not path.exists():
+        return None
+    return torch.load(path, map_location=map_location, weights_only=False)
