@@ -206,6 +206,8 @@ def _log_mel_and_energy(wav: Tensor, lengths: Optional[Tensor], sample_rate: flo
                         ) -> Tuple[Tensor, Optional[Tensor]]:
     size, shift = _window_sizes(sample_rate, frame_length_ms, frame_shift_ms)
     x = _frames(wav * INT16_SCALE, lengths, size, shift, snip_edges)  # (B, T, W), int16 scale
+    if x.shape[1] == 0:  # shorter than one frame
+        return x.new_zeros(x.shape[0], 0, num_mel_bins), (x.new_zeros(x.shape[0], 0) if energy else None)
     if dither != 0.0:
         x = x + dither * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     if remove_dc_offset:
