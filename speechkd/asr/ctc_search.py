@@ -132,7 +132,8 @@ def ctc_prefix_beam_nbest(log_probs: Tensor, length: Optional[int] = None, beam:
                 else:
                     ext = get(prefix + (c,))
                     ext[1] = _logadd(ext[1], total + p)
-        beams = dict(sorted(nxt.items(), key=rank, reverse=True)[:beam])
+        live = [kv for kv in nxt.items() if kv[1][0] > NEG_INF or kv[1][1] > NEG_INF]
+        beams = dict(sorted(live or nxt.items(), key=rank, reverse=True)[:beam])
     ranked = sorted(beams.items(), key=rank, reverse=True)[: (nbest or beam)]
     return [(list(p), _logadd(pb, pnb)) for p, (pb, pnb) in ranked]
 
