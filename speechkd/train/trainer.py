@@ -1,0 +1,576 @@
+"""One trainer for every recipe: AdamW + warmup schedule, gradient accumulation, clipping, AMP, DDP,
+TensorBoard, tqdm, validation/best model, atomic checkpoints and exact resume.
+
+The recipe supplies the model and a ``step_fn(model, batch) -> (loss, stats)`` (``stats`` a dict of
+floats to log); the trainer does the rest::
+
+    def step_fn(model, batch):
+        y = model(batch["x"])
+        loss = ((y - batch["y"]) ** 2).mean()
+        return loss, {"mse": loss.item()}
+
+    cfg = {"model": {"type": "toy"}, "train": {"max_steps": 100, "save_interval": 50}}
+    trainer = Trainer(model, step_fn, {"lr": 1e-3, "warmup_steps": 10}, "exp/toy", cfg)
+    trainer.fit(train_loader, valid_loader)      # -> exp/toy/{train.log,tensorboard,checkpoints,model}
+
+Outputs (only rank 0 writes):
+    ``exp_dir/checkpoints/step_N/{config.yaml,model.pt,train_state.pt}`` every ``save_interval`` steps
+    (directory written under a temporary name and renamed, the last ``keep_last`` kept);
+    ``exp_dir/model/`` the final model, ``exp_dir/model_best/`` the best by ``best_metric`` on validation;
+    ``exp_dir/train.log`` one line per ``log_interval``; ``exp_dir/tensorboard/`` scalars.
+
+Resume: re-running with the same ``exp_dir`` restarts from the newest complete checkpoint (model,
+optimizer, scheduler, AMP scaler, step, epoch, position in the epoch, python/numpy/torch RNG states). With a
+sampler whose order is a pure function of ``(seed, epoch)`` (:class:`speechkd.data.sampler.BucketBatchSampler`,
+which the trainer positions with ``set_epoch``/``set_position``) the resumed run reaches the same weights as
+an uninterrupted one.
+
+Under DDP (``torchrun``: env ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``) the model is wrapped in
+``DistributedDataParallel`` and ``step_fn`` receives the wrapper: call ``model(...)`` for the forward pass
+(so gradients are synchronised) and :func:`unwrap_model` for attributes.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..utils.config import merge, save_config
+from ..utils.errors import ConfigError, SpeechkdError
+
+log = logging.getLogger("speechkd")
+
+#: Defaults of the ``train:`` config section (recipes merge their YAML over these).
+TRAIN_DEFAULTS: Dict = {
+    "seed": 0,
+    "max_steps": None,          # optimizer steps; or
+    "max_epochs": None,         # epochs (whichever ends first when both are set)
+    "accum_grad": 1,
+    "grad_clip": 5.0,           # max grad norm; null/0 = off
+    "amp": "auto",              # auto (bf16/fp16 on CUDA, off on CPU) | none | bf16 | fp16
+    "device": "auto",           # auto | cpu | cuda
+    "log_interval": 10,
+    "valid_interval": 0,        # steps; 0 = only at the end
+    "save_interval": 0,         # steps; 0 = only at the end
+    "keep_last": 2,
+    "best_metric": "loss",
+    "best_mode": "min",
+    "skip_nan": False,
+    "freeze": [],               # parameter-name prefixes never trained
+    "freeze_steps": {},         # {prefix: N}: prefix frozen for the first N steps
+    "tensorboard": True,
+    "progress": True,
+    "find_unused_parameters": False,
+}
+
+#: Defaults of the optimizer section.
+OPTIM_DEFAULTS: Dict = {
+    "lr": 1e-3,
+    "weight_decay": 0.01,
+    "betas": [0.9, 0.98],
+    "eps": 1e-8,
+    "warmup_steps": 0,
+    "scheduler": "linear",      # linear | cosine | constant (after warmup)
+    "min_lr_ratio": 0.0,
+}
+
+_STEP_RE = re.compile(r"^step_(\d+)$")
+_CKPT_FILES = ("config.yaml", "model.pt", "train_state.pt")
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel/DataParallel wrapper (or the model itself)."""
+    return model.module if hasattr(model, "module") and isinstance(
+        model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
+
+
+def move_to(batch, device):
+    """Move every tensor of a (nested) batch to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: move_to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in batch):
+        return type(batch)(move_to(v, device) for v in batch)
+    return batch
+
+
+def get_rng_state() -> Dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def lr_lambda_factory(warmup: int, total: Optional[int], kind: str, min_ratio: float) -> Callable[[int], float]:
+    """Multiplier of the base lr at optimizer step ``s`` (0-based): linear warmup then decay."""
+    if kind not in ("linear", "cosine", "constant"):
+        raise ConfigError(f"unknown scheduler '{kind}' (linear, cosine, constant)")
+
+    def fn(s: int) -> float:
+        if warmup > 0 and s < warmup:
+            return (s + 1) / warmup
+        if kind == "constant" or not total or total <= warmup:
+            return 1.0
+        frac = min(1.0, (s - warmup) / max(1, total - warmup))
+        if kind == "linear":
+            return min_ratio + (1 - min_ratio) * (1 - frac)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
+
+    return fn
+
+
+def list_checkpoints(exp_dir) -> list:
+    """Complete checkpoint dirs ``exp_dir/checkpoints/step_N`` sorted by N (oldest first)."""
+    root = Path(exp_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    out = []
+    for p in root.iterdir():
+        m = _STEP_RE.match(p.name)
+        if m and p.is_dir() and all((p / f).exists() for f in _CKPT_FILES):
+            out.append((int(m.group(1)), p))
+    return [p for _, p in sorted(out)]
+
+
+def write_checkpoint_dir(path, config: Dict, model_state: Dict, train_state: Optional[Dict] = None,
+                         extra_fn: Optional[Callable[[Path], None]] = None) -> Path:
+    """Write ``config.yaml``, ``model.pt`` (+ ``train_state.pt``) into a temp dir, then rename to ``path``.
+
+    A killed writer leaves only a hidden ``.name.*`` temp dir, never a half-written ``path``.
+    ``extra_fn(tmp_dir)`` may add files (e.g. a k-means codebook).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        save_config(config, tmp / "config.yaml")
+        torch.save(model_state, tmp / "model.pt")
+        if train_state is not None:
+            torch.save(train_state, tmp / "train_state.pt")
+        if extra_fn is not None:
+            extra_fn(tmp)
+        if path.exists():
+            old = path.parent / f".{path.name}.old"
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+class Trainer:
+    """Generic training loop (see module doc).
+
+    Args:
+        model: the module to train (moved to the device; wrapped in DDP under torchrun).
+        step_fn: ``step_fn(model, batch) -> (loss, stats)``; ``loss`` a scalar tensor.
+        optimizer_cfg: AdamW + schedule options (:data:`OPTIM_DEFAULTS`).
+        exp_dir: experiment directory.
+        cfg: full config, saved as each checkpoint's ``config.yaml``; its ``train:`` section
+            holds the options of :data:`TRAIN_DEFAULTS`.
+        state_dict_fn: ``fn(model) -> state dict`` for ``model.pt`` (default ``model.state_dict()``);
+            when given, the full state dict is also kept in ``train_state.pt`` for resume.
+        extra_save_fn: ``fn(dir)`` adds files to every checkpoint/model dir.
+    """
+
+    def __init__(self, model: nn.Module, step_fn: Callable, optimizer_cfg: Optional[Dict], exp_dir,
+                 cfg: Optional[Dict] = None, state_dict_fn: Optional[Callable] = None,
+                 extra_save_fn: Optional[Callable[[Path], None]] = None):
+        self.cfg = dict(cfg or {})
+        self.tcfg = merge(TRAIN_DEFAULTS, self.cfg.get("train") or {})
+        unknown = set(self.tcfg) - set(TRAIN_DEFAULTS)
+        if unknown:
+            raise ConfigError(f"unknown train option(s): {', '.join(sorted(unknown))}")
+        self.ocfg = merge(OPTIM_DEFAULTS, optimizer_cfg or {})
+        unknown = set(self.ocfg) - set(OPTIM_DEFAULTS)
+        if unknown:
+            raise ConfigError(f"unknown optim option(s): {', '.join(sorted(unknown))}")
+        if not self.tcfg["max_steps"] and not self.tcfg["max_epochs"]:
+            raise ConfigError("train.max_steps or train.max_epochs must be set")
+        self.exp_dir = Path(exp_dir)
+        self.step_fn = step_fn
+        self.state_dict_fn = state_dict_fn
+        self.extra_save_fn = extra_save_fn
+
+        # --- distributed / device
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        dev = self.tcfg["device"]
+        if dev == "auto":
+            dev = "cuda" if torch.cuda.is_available() else "cpu"
+        if dev == "cuda" and self.world_size > 1:
+            dev = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+            torch.cuda.set_device(torch.device(dev))
+        self.device = torch.device(dev)
+        if self.world_size > 1 and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")
+        self.is_main = self.rank == 0
+
+        seed_everything(int(self.tcfg["seed"]))
+        self.model = model.to(self.device)
+        self._apply_freeze()
+        self.optimizer = self._build_optimizer()
+        self.ddp_model = self.model
+        if self.world_size > 1:
+            self.ddp_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=bool(self.tcfg["find_unused_parameters"]))
+
+        # --- AMP
+        amp = str(self.tcfg["amp"]).lower()
+        if amp == "auto":
+            amp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if self.device.type == "cuda" else "none"
+        if amp not in ("none", "bf16", "fp16"):
+            raise ConfigError(f"train.amp must be auto, none, bf16 or fp16, got '{amp}'")
+        self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=(amp == "fp16"))
+
+        self.step = 0           # optimizer steps done
+        self.epoch = 0          # current epoch (0-based)
+        self.position = 0       # micro-batches consumed in the current epoch
+        self.best: Optional[float] = None
+        self.nan_skipped = 0
+        self.scheduler = None
+        self._writer = None
+        self._last_log_time = time.time()
+
+    # ------------------------------------------------------------------ setup helpers
+    def _apply_freeze(self) -> None:
+        prefixes = list(self.tcfg["freeze"] or [])
+        names = [n for n, _ in self.model.named_parameters()]
+        for pre in prefixes + list((self.tcfg["freeze_steps"] or {}).keys()):
+            if not any(n.startswith(pre) for n in names):
+                raise ConfigError(f"freeze prefix '{pre}' matches no parameter "
+                                  f"(e.g. {', '.join(names[:4])})")
+        for n, p in self.model.named_parameters():
+            if any(n.startswith(pre) for pre in prefixes):
+                p.requires_grad_(False)
+        self._timed_freeze = [(pre, int(n)) for pre, n in (self.tcfg["freeze_steps"] or {}).items()]
+
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        decay, no_decay = [], []
+        for _, p in self.model.named_parameters():
+            if p.requires_grad:
+                (decay if p.dim() >= 2 else no_decay).append(p)
+        if not decay and not no_decay:
+            raise ConfigError("no trainable parameters (check train.freeze)")
+        groups = [{"params": decay, "weight_decay": float(self.ocfg["weight_decay"])},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.AdamW([g for g in groups if g["params"]], lr=float(self.ocfg["lr"]),
+                                 betas=tuple(float(b) for b in self.ocfg["betas"]), eps=float(self.ocfg["eps"]))
+
+    def _frozen_now(self):
+        return [pre for pre, n in self._timed_freeze if self.step < n]
+
+    @property
+    def writer(self):
+        if self._writer is None and self.is_main and self.tcfg["tensorboard"]:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.exp_dir / "tensorboard"), purge_step=self.step or None)
+        return self._writer
+
+    # ------------------------------------------------------------------ checkpoints
+    def _model_state(self) -> Dict:
+        return self.state_dict_fn(self.model) if self.state_dict_fn else self.model.state_dict()
+
+    def _train_state(self, sampler) -> Dict:
+        st = {"step": self.step, "epoch": self.epoch, "position": self.position, "best": self.best,
+              "nan_skipped": self.nan_skipped, "optimizer": self.optimizer.state_dict(),
+              "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+              "scaler": self.scaler.state_dict(), "rng": get_rng_state(), "world_size": self.world_size,
+              "sampler": sampler.state_dict() if sampler is not None and hasattr(sampler, "state_dict") else None}
+        if self.state_dict_fn:
+            st["full_model"] = self.model.state_dict()
+        return st
+
+    def save_checkpoint(self, sampler=None) -> Optional[Path]:
+        if not self.is_main:
+            return None
+        path = write_checkpoint_dir(self.exp_dir / "checkpoints" / f"step_{self.step}", self.cfg,
+                                    self._model_state(), self._train_state(sampler), self.extra_save_fn)
+        keep = max(1, int(self.tcfg["keep_last"] or 1))
+        for old in list_checkpoints(self.exp_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return path
+
+    def save_model(self, name: str = "model") -> Optional[Path]:
+        if not self.is_main:
+            return None
+        return write_checkpoint_dir(self.exp_dir / name, self.cfg, self._model_state(), None, self.extra_save_fn)
+
+    def resume(self) -> bool:
+        """Load the newest complete checkpoint of ``exp_dir`` if any; True if one was loaded."""
+        ckpts = list_checkpoints(self.exp_dir)
+        if not ckpts:
+            return False
+        path = ckpts[-1]
+        st = torch.load(path / "train_state.pt", map_location="cpu", weights_only=False)
+        model_state = st.get("full_model") or torch.load(path / "model.pt", map_location="cpu")
+        try:
+            self.model.load_state_dict(model_state)
+        except RuntimeError as e:
+            raise ConfigError(f"{path}: cannot resume, model does not match the checkpoint: "
+                              f"{str(e).splitlines()[0]}") from None
+        if st.get("world_size", 1) != self.world_size:
+            log.warning("resuming a %d-process run with %d processes: batch order will differ",
+                        st.get("world_size", 1), self.world_size)
+        self.optimizer.load_state_dict(st["optimizer"])
+        if self.scheduler is not None and st.get("scheduler"):
+            self.scheduler.load_state_dict(st["scheduler"])
+            # the schedule may have changed (e.g. a larger max_steps): lr from the new schedule
+            for g, base, fn in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                   self.scheduler.lr_lambdas):
+                g["lr"] = base * fn(self.scheduler.last_epoch)
+        self.scaler.load_state_dict(st["scaler"])
+        self.step, self.epoch, self.position = st["step"], st["epoch"], st["position"]
+        self.best, self.nan_skipped = st.get("best"), st.get("nan_skipped", 0)
+        set_rng_state(st["rng"])
+        log.info("resumed from %s (step %d, epoch %d, batch %d)", path, self.step, self.epoch, self.position)
+        return True
+
+    # ------------------------------------------------------------------ logging
+    def _log(self, stats: Dict[str, float], prefix: str = "train") -> None:
+        if not self.is_main:
+            return
+        lr = self.optimizer.param_groups[0]["lr"]
+        now = time.time()
+        parts = [f"epoch {self.epoch + 1}", f"step {self.step}"]
+        parts += [f"{k} {v:.4g}" for k, v in stats.items()]
+        if prefix == "train":
+            parts.append(f"lr {lr:.3g}")
+            parts.append(f"{now - self._last_log_time:.1f}s")
+        self._last_log_time = now
+        line = f"[{prefix}] " + " ".join(parts)
+        log.info(line)
+        self.exp_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.exp_dir / "train.log", "a", encoding="utf-8") as f:
+            f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + line + "\n")
+        if self.writer is not None:
+            for k, v in stats.items():
+                self.writer.add_scalar(f"{prefix}/{k}", v, self.step)
+            if prefix == "train":
+                self.writer.add_scalar("train/lr", lr, self.step)
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self, valid_loader, valid_fn=None) -> Dict[str, float]:
+        """Run ``valid_fn(model, loader) -> metrics`` (default: mean loss/stats of ``step_fn``)."""
+        rng = get_rng_state()  # validation must not change the training random stream
+        model = self.model
+        was_training = model.training
+        model.eval()
+        try:
+            with self._autocast():
+                if valid_fn is not None:
+                    metrics = dict(valid_fn(model, valid_loader))
+                else:
+                    sums: Dict[str, float] = {}
+                    n = 0
+                    for batch in valid_loader:
+                        loss, stats = self.step_fn(model, move_to(batch, self.device))
+                        sums["loss"] = sums.get("loss", 0.0) + float(loss)
+                        for k, v in stats.items():
+                            sums[k] = sums.get(k, 0.0) + float(v)
+                        n += 1
+                    metrics = {k: v / max(1, n) for k, v in sums.items()}
+        finally:
+            model.train(was_training)
+            set_rng_state(rng)
+        return metrics
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _maybe_validate(self, valid_loader, valid_fn) -> Optional[Dict[str, float]]:
+        if valid_loader is None and valid_fn is None:
+            return None
+        metrics = self.validate(valid_loader, valid_fn)
+        self._log(metrics, prefix="valid")
+        key, mode = self.tcfg["best_metric"], self.tcfg["best_mode"]
+        if key not in metrics:
+            raise ConfigError(f"train.best_metric '{key}' not among validation metrics {sorted(metrics)}")
+        val = float(metrics[key])
+        better = self.best is None or (val < self.best if mode == "min" else val > self.best)
+        if better:
+            self.best = val
+            self.save_model("model_best")
+        return metrics
+
+    # ------------------------------------------------------------------ training
+    def _check_loss(self, loss: torch.Tensor, batch) -> bool:
+        if torch.isfinite(loss).all():
+            return True
+        utts = batch.get("utts") if isinstance(batch, dict) else None
+        where = f"step {self.step + 1} (epoch {self.epoch + 1}, batch {self.position + 1})"
+        names = " ".join(utts[:20]) + (" ..." if len(utts) > 20 else "") if utts else "(no utt ids)"
+        if self.tcfg["skip_nan"]:
+            self.nan_skipped += 1
+            log.warning("non-finite loss %s at %s, batch skipped (%d so far); utts: %s",
+                        float(loss.detach()), where, self.nan_skipped, names)
+            return False
+        raise SpeechkdError(f"non-finite loss ({float(loss.detach())}) at {where}; utts: {names} "
+                            "(set train.skip_nan=true to skip such batches)")
+
+    def _optimizer_step(self) -> float:
+        for pre in self._frozen_now():
+            for n, p in self.model.named_parameters():
+                if n.startswith(pre):
+                    p.grad = None
+        self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        clip = self.tcfg["grad_clip"]
+        if clip:
+            gnorm = float(torch.nn.utils.clip_grad_norm_(params, float(clip)))
+        else:
+            gnorm = float(torch.norm(torch.stack([p.grad.detach().norm() for p in params]))) if params else 0.0
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return gnorm
+
+    def _total_steps(self, n_batches: int) -> int:
+        accum = int(self.tcfg["accum_grad"])
+        by_epochs = math.ceil(self.tcfg["max_epochs"] * n_batches / accum) if self.tcfg["max_epochs"] else None
+        by_steps = int(self.tcfg["max_steps"]) if self.tcfg["max_steps"] else None
+        return min(x for x in (by_epochs, by_steps) if x is not None)
+
+    def fit(self, train_loader, valid_loader=None, valid_fn: Optional[Callable] = None) -> Dict:
+        """Train until ``max_steps``/``max_epochs``; returns the last validation metrics (or {})."""
+        sampler = getattr(train_loader, "batch_sampler", None)
+        if not hasattr(sampler, "set_epoch"):
+            sampler = getattr(train_loader, "sampler", None)
+            if not hasattr(sampler, "set_epoch"):
+                sampler = None
+        n_batches = len(train_loader)
+        if n_batches == 0:
+            raise ConfigError("training data loader is empty")
+        total = self._total_steps(n_batches)
+        self.total_steps = total
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda_factory(
+            int(self.ocfg["warmup_steps"]), total, self.ocfg["scheduler"], float(self.ocfg["min_lr_ratio"])))
+        self.resume()
+        accum = int(self.tcfg["accum_grad"])
+        log_iv, valid_iv, save_iv = (int(self.tcfg[k] or 0) for k in ("log_interval", "valid_interval",
+                                                                         "save_interval"))
+        max_epochs = self.tcfg["max_epochs"]
+        metrics: Dict = {}
+        if self.step >= total:
+            log.info("training already finished (step %d of %d)", self.step, total)
+            if self.is_main and not (self.exp_dir / "model" / "model.pt").exists():
+                self.save_model("model")
+            return metrics
+        if self.is_main:
+            self.exp_dir.mkdir(parents=True, exist_ok=True)
+            log.info("training %s: %d steps, %d batches/epoch, %d trainable params, device %s, amp %s",
+                     type(self.model).__name__, total, n_batches,
+                     sum(p.numel() for p in self.model.parameters() if p.requires_grad), self.device,
+                     self.amp_dtype)
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=self.step, disable=not (self.is_main and self.tcfg["progress"]),
+                   dynamic_ncols=True, desc="train")
+        self.model.train()
+        acc_stats: Dict[str, float] = {}
+        acc_n = 0
+        micro = 0
+        done = False
+        while not done:
+            if max_epochs and self.epoch >= max_epochs:
+                break
+            if sampler is not None:
+                sampler.set_epoch(self.epoch)
+                sampler.set_position(self.position)
+            rng = get_rng_state()       # creating a DataLoader iterator draws from the global RNG:
+            it = iter(train_loader)     # keep it out of the training stream so resume is exact
+            set_rng_state(rng)
+            if sampler is None:
+                for _ in range(self.position):
+                    next(it, None)
+            for batch in it:
+                batch = move_to(batch, self.device)
+                micro += 1
+                sync = micro % accum == 0
+                ctx = self.ddp_model.no_sync() if (self.world_size > 1 and not sync) else contextlib.nullcontext()
+                with ctx:
+                    with self._autocast():
+                        loss, stats = self.step_fn(self.ddp_model, batch)
+                    if self._check_loss(loss, batch):
+                        self.scaler.scale(loss / accum).backward()
+                        acc_stats["loss"] = acc_stats.get("loss", 0.0) + float(loss.detach())
+                        for k, v in (stats or {}).items():
+                            acc_stats[k] = acc_stats.get(k, 0.0) + float(v)
+                        acc_n += 1
+                self.position += 1
+                if not sync:
+                    continue
+                gnorm = self._optimizer_step()
+                self.step += 1
+                bar.update(1)
+                if acc_n:
+                    bar.set_postfix(loss=f"{acc_stats['loss'] / acc_n:.4g}", refresh=False)
+                if log_iv and self.step % log_iv == 0 and acc_n:
+                    out = {k: v / acc_n for k, v in acc_stats.items()}
+                    out["grad_norm"] = gnorm
+                    if self.nan_skipped:
+                        out["nan_skipped"] = self.nan_skipped
+                    self._log(out)
+                    acc_stats, acc_n = {}, 0
+                last = self.step >= total
+                if (valid_iv and self.step % valid_iv == 0) or last:
+                    metrics = self._maybe_validate(valid_loader, valid_fn) or metrics
+                if (save_iv and self.step % save_iv == 0) or last:
+                    self.save_checkpoint(sampler)
+                if last:
+                    done = True
+                    break
+            if not done:
+                self.epoch += 1
+                self.position = 0
+        bar.close()
+        if self.step < total:  # ended by max_epochs with a partial accumulation window: still checkpoint
+            if valid_loader is not None or valid_fn is not None:
+                self._maybe_validate(valid_loader, valid_fn)
+            self.save_checkpoint(sampler)
+        self.save_model("model")
+        if self._writer is not None:
+            self._writer.flush()
+        if self.world_size > 1:
+            torch.distributed.barrier()
+        return metrics
