@@ -1,0 +1,133 @@
+"""Student construction: parameter counting, presets, layer-jumping init, heads, Distiller."""
+import pytest
+import torch
+
+from speechkd.distill.losses import frontend_loss, regression_loss
+from speechkd.distill.student import (PRESETS, Distiller, ExpandLastHead, LayerwiseHeads, count_params,
+                                      default_target_layers, init_student_from_teacher, jump_layers,
+                                      preset_config, student_config, teacher_targets)
+from speechkd.models.ssl import SSLConfig, SSLModel, mini_ssl
+from speechkd.utils.errors import ConfigError
+
+TINY = dict(conv_layers=[[16, 10, 5], [16, 3, 2], [16, 3, 2], [16, 3, 2], [16, 3, 2], [16, 2, 2], [16, 2, 2]],
+            d_model=32, n_heads=4, ffn_dim=64, n_layers=4, pos_conv_kernel=8, pos_conv_groups=4,
+            final_dim=8, dropout=0.0, attention_dropout=0.0, proj_dropout=0.0, layerdrop=0.0)
+
+
+def _n(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("extra", [{}, {"frontend": "fbank", "fbank_channels": 24}, {"num_labels": 7},
+                                   {"conv_norm": "layer_norm", "conv_bias": True, "layer_norm_first": True},
+                                   {"pos_conv_kernel": 0, "proj_layer_norm": False}])
+def test_count_params_matches_model(extra):
+    cfg = SSLConfig.from_dict({**TINY, **extra})
+    assert count_params(cfg) == _n(SSLModel(cfg))
+
+
+def test_presets_equal_budget():
+    for teacher in (SSLConfig(), mini_ssl().cfg):            # wav2vec2/HuBERT Base and the mini teacher
+        for fe in ("cnn", "fbank"):
+            cfgs = {name: preset_config(teacher, name, frontend=fe) for name in PRESETS}
+            ref = count_params(cfgs["shallow_wide"])
+            assert cfgs["shallow_wide"].d_model == teacher.d_model
+            assert cfgs["deep_thin"].n_layers == teacher.n_layers
+            assert cfgs["deep_thin"].d_model < cfgs["middle"].d_model < teacher.d_model
+            for c in cfgs.values():
+                assert abs(count_params(c) - ref) / ref < 0.05
+                assert c.d_model % c.n_heads == 0 and c.d_model % c.pos_conv_groups == 0
+                assert c.frontend == fe
+    base = preset_config(SSLConfig(), "shallow_wide")
+    assert base.n_layers == 2 and abs(count_params(base) - 23.5e6) < 0.1e6       # DistilHuBERT ~23.5M
+    with pytest.raises(ConfigError):
+        preset_config(SSLConfig(), "huge")
+
+
+def test_layer_selection():
+    assert default_target_layers(12) == [3, 6, 9, 12]
+    assert default_target_layers(4) == [1, 2, 3, 4]
+    assert jump_layers(24, 12) == list(range(2, 25, 2))
+    assert jump_layers(12, 2) == [6, 12]
+    assert jump_layers(12, 4, "first") == [1, 2, 3, 4]
+    assert jump_layers(12, 2, [1, 7]) == [1, 7]
+    with pytest.raises(ConfigError):
+        jump_layers(12, 2, [1, 13])
+
+
+def _teacher():
+    torch.manual_seed(0)
+    return SSLModel(SSLConfig.from_dict(TINY)).eval()
+
+
+@pytest.mark.parametrize("mode,expect", [("jump", [2, 4]), ("first", [1, 2]), ([3, 1], [3, 1])])
+def test_layer_jumping_copies_the_right_layers(mode, expect):
+    teacher = _teacher()
+    student = SSLModel(student_config(teacher.cfg, 2))
+    assert init_student_from_teacher(student, teacher, mode) == expect
+    for i, k in enumerate(expect):
+        s_sd, t_sd = student.encoder.layers[i].state_dict(), teacher.encoder.layers[k - 1].state_dict()
+        for name in t_sd:
+            assert torch.equal(s_sd[name], t_sd[name]), (i, k, name)
+        # and not some other teacher layer
+        other = teacher.encoder.layers[[j for j in range(4) if j != k - 1][0]].state_dict()
+        assert not torch.equal(s_sd["attention.q_proj.weight"], other["attention.q_proj.weight"])
+    for mod in ("feature_extractor", "feature_projection"):
+        for (n, a), (_, b) in zip(getattr(student, mod).state_dict().items(),
+                                  getattr(teacher, mod).state_dict().items()):
+            assert torch.equal(a, b), n
+    assert torch.equal(student.encoder.pos_conv_embed.state_dict()["conv.parametrizations.weight.original1"],
+                       teacher.encoder.pos_conv_embed.state_dict()["conv.parametrizations.weight.original1"])
+
+
+def test_width_mismatch():
+    teacher = _teacher()
+    thin = SSLModel(student_config(teacher.cfg, 2, d_model=16))
+    with pytest.raises(ConfigError, match="widths differ"):
+        init_student_from_teacher(thin, teacher)
+    assert init_student_from_teacher(thin, teacher, layers=None) == []
+    for a, b in zip(thin.feature_extractor.parameters(), teacher.feature_extractor.parameters()):
+        assert torch.equal(a, b)                                     # CNN still copied
+    fb = SSLModel(student_config(teacher.cfg, 2, frontend="fbank"))
+    before = fb.feature_extractor.conv1.weight.clone()
+    init_student_from_teacher(fb, teacher)                           # fbank front-end left alone
+    assert torch.equal(fb.feature_extractor.conv1.weight, before)
+    assert torch.equal(fb.encoder.layers[1].attention.q_proj.weight, teacher.encoder.layers[3].attention.q_proj.weight)
+
+
+def test_heads_shapes():
+    hs = [torch.randn(2, 5, 8) * (i + 1) for i in range(4)]
+    lw = LayerwiseHeads(8, 6, [1, 3])
+    out = lw(hs)
+    assert [o.shape for o in out] == [(2, 5, 6)] * 2
+    assert torch.allclose(out[1], lw.linears[1](hs[3]))
+    ex = ExpandLastHead(8, 6, 3)
+    out = ex(hs)
+    assert [o.shape for o in out] == [(2, 5, 6)] * 3
+    assert torch.allclose(torch.cat(out, -1), ex.linear(hs[-1]))
+
+
+@pytest.mark.parametrize("head", ["expand_last", "layerwise"])
+def test_distiller_end_to_end(head):
+    teacher = _teacher()
+    student = SSLModel(student_config(teacher.cfg, 2))
+    init_student_from_teacher(student, teacher)
+    layers = default_target_layers(4, 2)
+    d = Distiller(student, layers, teacher_dim=32, head=head, n_teacher_layers=4)
+    if head == "layerwise":
+        assert d.heads.source_layers == [1, 2]
+    x, lens = torch.randn(2, 4000), torch.tensor([4000, 3000])
+    out = d(x, lens)
+    targets, t_out = teacher_targets(teacher, x, lens, layers)
+    assert len(out.preds) == 2 and out.preds[0].shape == targets[0].shape
+    assert torch.equal(out.lengths, t_out.lengths)
+    loss, logs = regression_loss(out.preds, targets, out.padding_mask, layer_names=layers)
+    loss.backward()
+    assert student.encoder.layers[0].attention.q_proj.weight.grad.abs().sum() > 0
+    assert set(logs) >= {"l1/2", "l1/4", "cos/2", "cos/4"}
+    # stage A of hubert_kd: fbank front-end regressed on the teacher CNN+projection output
+    fb = SSLModel(student_config(teacher.cfg, 2, frontend="fbank"))
+    feats, flen = fb.extract_features(torch.randn(2, 25, 80), torch.tensor([25, 19]))
+    fl = frontend_loss(feats, t_out.frontend_out, flen, t_out.lengths)
+    fl.backward()
+    assert fb.feature_extractor.conv1.weight.grad.abs().sum() > 0
