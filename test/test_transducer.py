@@ -1,0 +1,107 @@
+"""Streaming transducer: chunk mask, streaming == full computation, search, training step, registry."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from speechkd.asr.rnnt_loss import rnnt_loss_reference
+from speechkd.asr.rnnt_search import StreamingGreedyDecoder, greedy_search, modified_beam_search
+from speechkd.models.transducer import TransducerModel, chunk_attention_mask, subsampled_lengths
+
+
+def _model(left_chunks=2, chunk_size=4, seed=0):
+    torch.manual_seed(seed)
+    m = TransducerModel(12, d_model=32, n_layers=2, n_heads=4, ffn_dim=64, subsampling_channels=8,
+                        chunk_size=chunk_size, left_chunks=left_chunks, pred_embed_dim=16, pred_dim=32,
+                        joint_dim=32, dropout=0.0).eval()
+    with torch.no_grad():                      # make a random model emit labels now and then
+        m.joiner.out.bias[m.blank_id] -= 1.0
+        m.joiner.out.weight.mul_(4.0)
+    return m
+
+
+def test_chunk_mask_by_hand():
+    m = chunk_attention_mask(6, 2, 1).int()
+    expected = torch.tensor([[1, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 0, 0],
+                             [0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]])
+    assert torch.equal(m, expected)
+    assert torch.equal(chunk_attention_mask(3, 2, -1).int(), torch.tensor([[1, 1, 0], [1, 1, 0], [1, 1, 1]]))
+    assert torch.equal(subsampled_lengths(torch.tensor([6, 7, 10, 11, 120])), torch.tensor([0, 1, 1, 2, 29]))
+
+
+def test_no_future_leak():
+    m = _model(left_chunks=1, chunk_size=3)
+    x = torch.randn(1, 80, 80)
+    enc, _ = m.encode(x)
+    x2 = x.clone()
+    x2[:, 4 * 6 + 3:] += 5.0        # changes encoder frames >= 6 only (frame j reads input 4j..4j+6)
+    enc2, _ = m.encode(x2)
+    assert torch.allclose(enc[:, :6], enc2[:, :6], atol=1e-6)     # chunks 0,1 (frames 0..5) unaffected
+    assert not torch.allclose(enc[:, 6:], enc2[:, 6:])
+
+
+@pytest.mark.parametrize("left_chunks,chunk_size,piece", [(2, 4, 13), (0, 3, 7), (-1, 5, 40), (1, 2, 1)])
+def test_streaming_equals_full(left_chunks, chunk_size, piece):
+    m = _model(left_chunks, chunk_size)
+    x = torch.randn(1, 143, 80)
+    enc, enc_len = m.encode(x, torch.tensor([143]))
+    full = greedy_search(m, enc, enc_len, max_symbols_per_frame=3)[0]
+    dec = StreamingGreedyDecoder(m, max_symbols_per_frame=3)
+    for s in range(0, 143, piece):
+        dec.accept(x[:, s: s + piece])
+    stream = dec.finalize()
+    assert dec.encoder_out.shape == enc.shape
+    torch.testing.assert_close(dec.encoder_out, enc, atol=1e-5, rtol=0)
+    assert len(full) > 3
+    assert stream == full
+
+
+def test_padded_batch_encodes_like_single():
+    m = _model()
+    x = torch.randn(2, 90, 80)
+    enc, lens = m.encode(x, torch.tensor([90, 61]))
+    single, _ = m.encode(x[1:, :61])
+    assert lens.tolist() == [21, 14]
+    torch.testing.assert_close(enc[1:, :14], single, atol=1e-5, rtol=0)
+
+
+def test_beam1_equals_greedy_one_symbol():
+    m = _model()
+    enc, lens = m.encode(torch.randn(2, 100, 80), torch.tensor([100, 77]))
+    assert modified_beam_search(m, enc, lens, beam=1) == greedy_search(m, enc, lens, max_symbols_per_frame=1)
+    hyps = modified_beam_search(m, enc, lens, beam=4)
+    assert len(hyps) == 2 and all(0 < k < 12 for h in hyps for k in h)
+
+
+def test_loss_matches_reference_and_training_reduces_it():
+    m = _model()
+    m.train()
+    x = torch.randn(2, 60, 80)
+    xl = torch.tensor([60, 45])
+    tokens = torch.tensor([[3, 4, 5, 6], [7, 8, -1, -1]])
+    tl = torch.tensor([4, 2])
+    loss = m(x, xl, tokens, tl)
+    enc, el = m.encode(x, xl)
+    ref = rnnt_loss_reference(m.joiner(enc, m.predictor(tokens)), tokens, el, tl)
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-5)
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    first = float(loss.detach())
+    for _ in range(15):
+        opt.zero_grad()
+        loss = m(x, xl, tokens, tl)
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.5 * first
+
+
+def test_registry_roundtrip(tmp_path):
+    from speechkd.models.checkpoint import build_model, load_checkpoint, save_checkpoint
+    m = _model()
+    cfg = m.model_config()
+    assert cfg["type"] == "transducer"
+    m2 = build_model(cfg)
+    assert sum(p.numel() for p in m2.parameters()) == sum(p.numel() for p in m.parameters())
+    save_checkpoint(tmp_path / "ckpt", m, {"model": cfg})
+    m3, _ = load_checkpoint(tmp_path / "ckpt")
+    x = torch.randn(1, 50, 80)
+    torch.testing.assert_close(m3.eval().encode(x)[0], m.encode(x)[0])
