@@ -1,0 +1,106 @@
+"""utils/slurm.py against a real one-node Slurm cluster started on loopback (utils/slurm_local_cluster.sh).
+
+Needs root and either Slurm already installed or apt-get (Debian ``slurm-wlm munge`` are installed on first
+use, ~10 s). Skipped otherwise, or when ``SPEECHKD_SKIP_SLURM=1``. The cluster starts once per session.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+UTILS = Path(__file__).resolve().parents[1] / "utils"
+SLURM = UTILS / "slurm.py"
+CLUSTER = UTILS / "slurm_local_cluster.sh"
+sys.path.insert(0, str(UTILS))
+from slurm import DEFAULT_CONFIG, SlurmConfig  # noqa: E402
+
+
+def _skip_reason():
+    if os.environ.get("SPEECHKD_SKIP_SLURM") == "1":
+        return "SPEECHKD_SKIP_SLURM=1"
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return "needs root to run slurmd/munged"
+    if not shutil.which("slurmctld") and not shutil.which("apt-get"):
+        return "Slurm not installed and no apt-get to install it"
+    return None
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def slurm_env(tmp_path_factory):
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster_dir = tmp_path_factory.mktemp("slurm")
+    env = dict(os.environ, SLURM_LOCAL_CTLD_PORT=str(_free_port()), SLURM_LOCAL_SLURMD_PORT=str(_free_port()))
+    try:
+        r = subprocess.run(["bash", str(CLUSTER), "start", str(cluster_dir)], capture_output=True, text=True,
+                           timeout=600, env=env)
+    except subprocess.TimeoutExpired:
+        subprocess.run(["bash", str(CLUSTER), "stop", str(cluster_dir)], timeout=120, env=env)
+        pytest.fail("local Slurm cluster did not start within 600 s")
+    if r.returncode != 0:
+        subprocess.run(["bash", str(CLUSTER), "stop", str(cluster_dir)], timeout=120, env=env)
+        pytest.fail(f"could not start the local Slurm cluster:\n{r.stderr[-3000:]}")
+    env["SLURM_CONF"] = str(cluster_dir / "slurm.conf")
+    yield env
+    subprocess.run(["bash", str(CLUSTER), "stop", str(cluster_dir)], timeout=120, env=env,
+                   capture_output=True)
+
+
+def run_slurm(env, cwd, *args):
+    return subprocess.run([str(SLURM), "--poll-interval", "1", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=180)
+
+
+def test_config_maps_options_to_sbatch_arguments(tmp_path):
+    cfg = SlurmConfig.parse(DEFAULT_CONFIG)
+    assert cfg.sbatch_args({"mem": "4G", "gpu": "2", "time": "1:00:00"}) == [
+        "sbatch", "--export=ALL", "--gres=gpu:2", "--mem", "4G", "--time", "1:00:00"]
+    assert cfg.sbatch_args({}) == ["sbatch", "--export=ALL"]  # default gpu=0 adds nothing
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("command sbatch --export=PATH\noption gpu=* -p gpu --gres=gpu:$0\noption gpu=0 -p cpu\n"
+                    "default gpu=0\n")
+    cfg = SlurmConfig.load(str(conf))
+    assert cfg.sbatch_args({}) == ["sbatch", "--export=PATH", "-p", "cpu"]
+    assert cfg.sbatch_args({"gpu": "1"}) == ["sbatch", "--export=PATH", "-p", "gpu", "--gres=gpu:1"]
+    r = subprocess.run([str(SLURM), "--config", str(conf), "--mem", "1G", "log.log", "true"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=30)
+    assert r.returncode == 1 and "--mem" in r.stderr and "slurm.conf" in r.stderr
+
+
+def test_array_job_writes_every_log(slurm_env, tmp_path):
+    r = run_slurm(slurm_env, tmp_path, "--mem", "50M", "JOB=1:3", "exp/log/echo.JOB.log", "echo", "task", "JOB")
+    assert r.returncode == 0, r.stderr
+    for j in (1, 2, 3):
+        lines = (tmp_path / f"exp/log/echo.{j}.log").read_text().splitlines()
+        assert lines[0] == f"# echo task {j}"
+        assert f"task {j}" in lines
+        assert lines[-2].startswith("# Accounting: time=")
+        assert lines[-1].startswith("# Ended (code 0)")
+    assert (tmp_path / "exp/log/q/echo.sh").exists()
+
+
+def test_failing_task_is_named(slurm_env, tmp_path):
+    r = run_slurm(slurm_env, tmp_path, "--max-jobs-run", "2", "JOB=1:3", "log/f.JOB.log",
+                  "echo JOB; [ JOB -ne 2 ]")
+    assert r.returncode == 1
+    assert "1 / 3 failed, log is in log/f.2.log" in r.stderr
+    assert (tmp_path / "log/f.2.log").read_text().splitlines()[-1].startswith("# Ended (code 1)")
+    assert (tmp_path / "log/f.3.log").read_text().splitlines()[-1].startswith("# Ended (code 0)")
+
+
+def test_task_killed_without_status_counts_as_failed(slurm_env, tmp_path):
+    # the task's batch script is killed: it cannot write its exit status
+    r = run_slurm(slurm_env, tmp_path, "log/k.log", "kill -9 $PPID")
+    assert r.returncode == 1
+    assert "no exit status from task 1" in r.stderr and "log is in log/k.log" in r.stderr
