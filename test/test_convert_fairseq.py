@@ -1,0 +1,161 @@
+"""fairseq import: state dicts written in fairseq's key layout (derived from tiny HF models by the
+inverse mapping, written out here by hand), saved with torch.save, imported, compared to transformers."""
+from __future__ import annotations
+
+import argparse
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+transformers = pytest.importorskip("transformers")
+
+from speechkd.models.convert.import_fairseq import import_fairseq, parse_conv_layers  # noqa: E402
+from speechkd.models.ctc import CTCModel  # noqa: E402
+from speechkd.utils.errors import ConfigError  # noqa: E402
+
+TOL = 1e-4
+CONV = "[(16, 10, 5)] + [(16, 3, 2)] + [(24, 2, 2)]"
+
+
+def _hf_cfg(stable: bool, hubert: bool = False):
+    cls = transformers.HubertConfig if hubert else transformers.Wav2Vec2Config
+    return cls(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+               conv_dim=(16, 16, 24), conv_kernel=(10, 3, 2), conv_stride=(5, 2, 2),
+               num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, do_stable_layer_norm=stable,
+               feat_extract_norm="layer" if stable else "group", conv_bias=stable, layerdrop=0.0,
+               mask_time_prob=0.05)
+
+
+def _perturbed(model):
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+def hf_to_fairseq(hf_state: dict, stable: bool) -> dict:
+    """The inverse mapping: HF Wav2Vec2Model/HubertModel keys -> fairseq keys."""
+    out = {}
+    for k, v in hf_state.items():
+        m = re.match(r"feature_extractor\.conv_layers\.(\d+)\.(conv|layer_norm)\.(weight|bias)", k)
+        if m:
+            i, part, wb = m.groups()
+            if part == "conv":
+                out[f"feature_extractor.conv_layers.{i}.0.{wb}"] = v
+            elif stable:  # Sequential(conv, dropout, Sequential(TransposeLast, LayerNorm, TransposeLast), GELU)
+                out[f"feature_extractor.conv_layers.{i}.2.1.{wb}"] = v
+            else:         # Sequential(conv, dropout, GroupNorm, GELU)
+                out[f"feature_extractor.conv_layers.{i}.2.{wb}"] = v
+            continue
+        k2 = (k.replace("feature_projection.layer_norm", "layer_norm")
+               .replace("feature_projection.projection", "post_extract_proj")
+               .replace("masked_spec_embed", "mask_emb")
+               .replace("encoder.pos_conv_embed.conv.parametrizations.weight.original0", "encoder.pos_conv.0.weight_g")
+               .replace("encoder.pos_conv_embed.conv.parametrizations.weight.original1", "encoder.pos_conv.0.weight_v")
+               .replace("encoder.pos_conv_embed.conv.bias", "encoder.pos_conv.0.bias")
+               .replace(".attention.", ".self_attn.")
+               .replace(".feed_forward.intermediate_dense.", ".fc1.")
+               .replace(".feed_forward.output_dense.", ".fc2."))
+        k2 = re.sub(r"^(encoder\.layers\.\d+)\.layer_norm\.", r"\1.self_attn_layer_norm.", k2)
+        out[k2] = v
+    return out
+
+
+def _fairseq_model_cfg(stable: bool, name: str) -> dict:
+    return {"_name": name, "extractor_mode": "layer_norm" if stable else "default", "conv_feature_layers": CONV,
+            "conv_bias": stable, "encoder_layers": 2, "encoder_embed_dim": 32, "encoder_ffn_embed_dim": 64,
+            "encoder_attention_heads": 4, "layer_norm_first": stable, "conv_pos": 16, "conv_pos_groups": 4,
+            "final_dim": 8, "logit_temp": 0.1, "mask_prob": 0.65, "encoder_layerdrop": 0.0}
+
+
+def _compare(ours, ref, stable):
+    x = torch.randn(2, 3000, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        o = ours(x)
+        r = ref(x, output_hidden_states=True)
+    hs = list(r.hidden_states)
+    if stable:
+        hs[-1] = r.last_hidden_state
+    assert len(o.hidden_states) == len(hs) == 3
+    for i, (a, b) in enumerate(zip(o.hidden_states, hs)):
+        assert (a - b).abs().max().item() <= TOL, f"hidden state {i}"
+    return x, o
+
+
+@pytest.mark.parametrize("stable,style", [(False, "cfg"), (True, "args")])
+def test_wav2vec2_and_xlsr_layouts(tmp_path, stable, style):
+    torch.manual_seed(0)
+    ref = _perturbed(transformers.Wav2Vec2Model(_hf_cfg(stable)))
+    state = hf_to_fairseq(ref.state_dict(), stable)
+    # wav2vec 2.0 pre-training extras that must be ignored
+    state["quantizer.vars"] = torch.randn(1, 10, 4)
+    state["project_q.weight"], state["final_proj.weight"] = torch.randn(8, 4), torch.randn(8, 32)
+    mcfg = _fairseq_model_cfg(stable, "wav2vec2")
+    if style == "cfg":
+        ckpt = {"cfg": {"model": mcfg, "task": {"_name": "audio_pretraining"}}, "model": state}
+    else:  # old checkpoints: argparse Namespace with arch instead of _name
+        args = {k: v for k, v in mcfg.items() if k != "_name"}
+        ckpt = {"args": argparse.Namespace(arch="wav2vec2", **args), "model": state}
+    torch.save(ckpt, tmp_path / "model.pt")
+    ours = import_fairseq(tmp_path / "model.pt")
+    assert ours.cfg.layer_norm_first == stable and ours.cfg.conv_norm == ("layer_norm" if stable else "group_norm")
+    assert ours.head is None
+    _compare(ours, ref, stable)
+
+
+def test_hubert_with_label_embeddings(tmp_path):
+    torch.manual_seed(0)
+    ref = _perturbed(transformers.HubertModel(_hf_cfg(False, hubert=True)))
+    state = hf_to_fairseq(ref.state_dict(), False)
+    g = torch.Generator().manual_seed(5)
+    state["label_embs_concat"] = torch.randn(20, 8, generator=g)
+    state["final_proj.weight"], state["final_proj.bias"] = torch.randn(8, 32, generator=g), torch.randn(8, generator=g)
+    torch.save({"cfg": {"model": _fairseq_model_cfg(False, "hubert")}, "model": state}, tmp_path / "hubert.pt")
+    ours = import_fairseq(tmp_path / "hubert.pt")
+    assert ours.cfg.arch == "hubert" and ours.cfg.num_labels == 20 and ours.head is not None
+    x, o = _compare(ours, ref, False)
+    # fairseq HubertModel.compute_nce / logits: cosine(final_proj(x), label_emb) / logit_temp
+    h = o.last_hidden_state
+    proj = h @ state["final_proj.weight"].t() + state["final_proj.bias"]
+    expect = F.cosine_similarity(proj[:, :, None, :], state["label_embs_concat"][None, None], dim=-1) / 0.1
+    with torch.no_grad():
+        got = ours.head.logits(h)
+    assert got.shape == (2, h.size(1), 20)
+    assert (got - expect).abs().max().item() <= 1e-3
+
+
+def test_finetuned_ctc(tmp_path):
+    torch.manual_seed(0)
+    ref = _perturbed(transformers.Wav2Vec2ForCTC(transformers.Wav2Vec2Config(**{**_hf_cfg(True).to_dict(), "vocab_size": 9})))
+    enc = {k[len("wav2vec2."):]: v for k, v in ref.state_dict().items() if k.startswith("wav2vec2.")}
+    state = {f"w2v_encoder.w2v_model.{k}": v for k, v in hf_to_fairseq(enc, True).items()}
+    state["w2v_encoder.proj.weight"] = ref.lm_head.weight.detach().clone()
+    state["w2v_encoder.proj.bias"] = ref.lm_head.bias.detach().clone()
+    w2v_args = {"model": _fairseq_model_cfg(True, "wav2vec2")}
+    ckpt = {"cfg": {"model": {"_name": "wav2vec_ctc", "w2v_args": w2v_args, "mask_prob": 0.5}}, "model": state}
+    torch.save(ckpt, tmp_path / "ctc.pt")
+    ours = import_fairseq(tmp_path / "ctc.pt")
+    assert isinstance(ours, CTCModel) and ours.vocab_size == 9 and ours.encoder.cfg.mask_time_prob == 0.5
+    x = torch.randn(2, 3000)
+    with torch.no_grad():
+        lp, _, _ = ours(x)
+        expect = torch.log_softmax(ref(x).logits, -1)
+    assert (lp - expect).abs().max().item() <= TOL
+
+
+def test_errors(tmp_path):
+    torch.save({"foo": 1}, tmp_path / "bad.pt")
+    with pytest.raises(ConfigError, match="bad.pt"):
+        import_fairseq(tmp_path / "bad.pt")
+    ref = transformers.Wav2Vec2Model(_hf_cfg(False))
+    state = hf_to_fairseq(ref.state_dict(), False)
+    state["encoder.layers.0.adapter.weight"] = torch.zeros(1)
+    torch.save({"cfg": {"model": _fairseq_model_cfg(False, "wav2vec2")}, "model": state}, tmp_path / "odd.pt")
+    with pytest.raises(ConfigError, match="encoder.layers.0.adapter.weight"):
+        import_fairseq(tmp_path / "odd.pt")
+    assert parse_conv_layers("[(512, 10, 5)] + [(512, 3, 2)] * 2") == [[512, 10, 5], [512, 3, 2], [512, 3, 2]]
+    with pytest.raises(ConfigError):
+        parse_conv_layers("__import__('os')")
