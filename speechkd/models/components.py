@@ -143,9 +143,12 @@ class FbankFrontend(nn.Module):
     def forward(self, x: Tensor, lengths: Optional[Tensor] = None):
         if x.dim() != 3 or x.size(-1) != self.in_dim:
             raise ValueError(f"fbank input must be (B, T, {self.in_dim}), got {tuple(x.shape)}")
-        if lengths is not None:  # zero the padding so it cannot leak into valid frames
-            x = x.masked_fill(lengths_to_padding_mask(lengths, x.size(1))[..., None], 0.0)
+        pad = lengths_to_padding_mask(lengths, x.size(1))
+        if pad is not None:  # zero the padding so it cannot leak into valid frames
+            x = x.masked_fill(pad[..., None], 0.0)
         y = F.gelu(self.conv1(x.transpose(1, 2)))
+        if pad is not None:  # as the zero padding a lone utterance gets: batching changes nothing
+            y = y.masked_fill(pad[:, None, :], 0.0)
         y = F.gelu(self.conv2(y)).transpose(1, 2)
         return y, (self.output_lengths(lengths) if lengths is not None else None)
 
