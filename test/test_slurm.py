@@ -15,6 +15,7 @@ import pytest
 UTILS = Path(__file__).resolve().parents[1] / "utils"
 SLURM = UTILS / "slurm.py"
 CLUSTER = UTILS / "slurm_local_cluster.sh"
+TEMPLATE_CONF = UTILS.parent / "egs" / "TEMPLATE" / "conf" / "slurm.conf"
 sys.path.insert(0, str(UTILS))
 from slurm import DEFAULT_CONFIG, SlurmConfig  # noqa: E402
 
@@ -73,13 +74,17 @@ def test_config_maps_options_to_sbatch_arguments(tmp_path):
     cfg = SlurmConfig.load(str(conf))
     assert cfg.sbatch_args({}) == ["sbatch", "--export=PATH", "-p", "cpu"]
     assert cfg.sbatch_args({"gpu": "1"}) == ["sbatch", "--export=PATH", "-p", "gpu", "--gres=gpu:1"]
+    cfg = SlurmConfig.load(str(TEMPLATE_CONF))
+    assert cfg.sbatch_args({"gpu": "1", "mem": "8G", "num_threads": "4"}) == [
+        "sbatch", "--export=ALL", "--gres=gpu:1", "--mem", "8G", "--cpus-per-task", "4"]
+    assert cfg.sbatch_args({"mem": "0", "num_threads": "1"}) == ["sbatch", "--export=ALL", "--cpus-per-task", "1"]
     r = subprocess.run([str(SLURM), "--config", str(conf), "--mem", "1G", "log.log", "true"],
                        capture_output=True, text=True, cwd=tmp_path, timeout=30)
     assert r.returncode == 1 and "--mem" in r.stderr and "slurm.conf" in r.stderr
 
 
 def test_array_job_writes_every_log(slurm_env, tmp_path):
-    r = run_slurm(slurm_env, tmp_path, "--mem", "50M", "JOB=1:3", "exp/log/echo.JOB.log", "echo", "task", "JOB")
+    r = run_slurm(slurm_env, tmp_path, "--config", str(TEMPLATE_CONF), "--mem", "50M", "JOB=1:3", "exp/log/echo.JOB.log", "echo", "task", "JOB")
     assert r.returncode == 0, r.stderr
     for j in (1, 2, 3):
         lines = (tmp_path / f"exp/log/echo.{j}.log").read_text().splitlines()
