@@ -205,25 +205,37 @@ def _log_mel_and_energy(wav: Tensor, lengths: Optional[Tensor], sample_rate: flo
                         remove_dc_offset: bool, energy: bool, generator: Optional[torch.Generator]
                         ) -> Tuple[Tensor, Optional[Tensor]]:
     size, shift = _window_sizes(sample_rate, frame_length_ms, frame_shift_ms)
-    x = _frames(wav * INT16_SCALE, lengths, size, shift, snip_edges)  # (B, T, W), int16 scale
-    if x.shape[1] == 0:  # shorter than one frame
-        return x.new_zeros(x.shape[0], 0, num_mel_bins), (x.new_zeros(x.shape[0], 0) if energy else None)
-    if dither != 0.0:
-        x = x + dither * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    if remove_dc_offset:
-        x = x - x.mean(dim=-1, keepdim=True)
+    # Work on the [-1, 1] waveform and scale the power by 32768**2 == 2**30 at the end: multiplying by a
+    # power of two is exact in floating point, so this equals Kaldi's int16-scale arithmetic.
+    x = _frames(wav, lengths, size, shift, snip_edges)  # (B, T, W) (a strided view when snip_edges)
+    B, T, W = x.shape
+    if T == 0:  # shorter than one frame
+        return x.new_zeros(B, 0, num_mel_bins), (x.new_zeros(B, 0) if energy else None)
+    if dither != 0.0:  # dither is given in int16 units
+        x = x + (dither / INT16_SCALE) * torch.randn(x.shape, generator=generator, device=x.device,
+                                                      dtype=x.dtype)
+    mean = x.mean(dim=-1, keepdim=True) if remove_dc_offset else None
     log_energy = None
     if energy:
-        log_energy = x.pow(2).sum(-1).clamp(min=EPSILON).log()
-    if preemphasis != 0.0:
-        prev = torch.cat([x[..., :1], x[..., :-1]], dim=-1)
-        x = x - preemphasis * prev
-    x = x * _window_cached(window, size, x.device, x.dtype)
+        xc = x - mean if mean is not None else x
+        log_energy = (xc.pow(2).sum(-1) * INT16_SCALE ** 2).clamp(min=EPSILON).log()
+    # DC removal and pre-emphasis are linear and commute: pre(x - m) = pre(x) - (1 - p) m, so both are
+    # done in two passes written straight into the zero-padded FFT buffer.
     padded = _padded_size(size)
-    spec = torch.fft.rfft(x, n=padded)  # (B, T, padded/2 + 1)
-    power = spec.real.pow(2) + spec.imag.pow(2)
+    buf = x.new_zeros(B, T, padded)
+    frame = buf[..., :W]
+    if preemphasis != 0.0:
+        torch.sub(x[..., 1:], x[..., :-1], alpha=preemphasis, out=buf[..., 1:W])
+        buf[..., 0] = x[..., 0] * (1.0 - preemphasis)
+    else:
+        frame.copy_(x)
+    if mean is not None:
+        frame.sub_(mean * (1.0 - preemphasis))
+    frame.mul_(_window_cached(window, size, x.device, x.dtype))
+    spec = torch.view_as_real(torch.fft.rfft(buf))  # (B, T, padded/2 + 1, 2)
+    power = spec.square().sum(-1)
     mel = power @ mel_banks(num_mel_bins, padded, sample_rate, low_freq, high_freq, x.device, x.dtype)
-    return mel.clamp(min=EPSILON).log(), log_energy
+    return (mel * INT16_SCALE ** 2).clamp_(min=EPSILON).log_(), log_energy
 
 
 def _zero_tail(feats: Tensor, frame_lengths: Tensor) -> Tensor:
