@@ -164,3 +164,15 @@ def test_cmvn_cli_from_scp(tiny_datadir, tmp_path):
     np.testing.assert_allclose(c.mean.numpy(), allf.mean(0), rtol=1e-4, atol=1e-4)
     assert c.count == len(allf)
     assert compute_cmvn_from_scp(scp, progress=False).count == len(allf)
+
+
+def test_cli_bad_utt_list_is_one_line_error(tiny_datadir, tmp_path, capsys):
+    from speechkd.bin.compute_fbank import main
+
+    (tmp_path / "list").write_text("spk0-utt0\nno-such-utt\n")
+    with pytest.raises(SystemExit) as e:
+        main(["--data", str(tiny_datadir), "--out", str(tmp_path / "o"), "--utt-list", str(tmp_path / "list"),
+              "--no-progress"])
+    assert e.value.code == 1
+    assert "no-such-utt" in capsys.readouterr().err
+    assert list((tmp_path / "o").iterdir()) == []
