@@ -124,3 +124,13 @@ def test_pad_loss_combination_and_gradients():
     assert speech["word"][1].grad.abs().sum() > 0 and unc.heads["word"].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError):
         PADLoss(3, 4, metric="l3")
+
+
+def test_pad_subword_spans_and_batch_units():
+    from speechkd.distill.pad import split_span, units_from_spans
+    assert split_span((10, 20), [1, 4]) == [(10, 12), (12, 20)]
+    assert split_span((0, 2), [3, 3, 3]) == [(0, 1), (1, 2), (1, 2)]       # fewer frames than pieces
+    h = torch.arange(10.0).view(2, 5, 1)
+    units = units_from_spans(h, torch.tensor([5, 3]), [[(0, 2), (2, 5)], [(1, 3), (2, 9)]])
+    assert units[0][:, 0].tolist() == [0.5, 3.0]
+    assert units[1][:, 0].tolist() == [6.5, 7.0]                            # second span clipped to frame 2

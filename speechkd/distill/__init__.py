@@ -1,1 +1,2 @@
-
+"""Knowledge distillation: losses (:mod:`.losses`, :mod:`.l2s`, :mod:`.pad`) and student construction
+(:mod:`.student`)."""

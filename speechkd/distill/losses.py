@@ -31,8 +31,8 @@ Example::
     >>> t = [torch.randn(2, 50, 768) for _ in range(3)]                         # teacher layers 4, 8, 12
     >>> pm = lengths_to_padding_mask(torch.tensor([50, 40]), 50)
     >>> total, logs = regression_loss(s, t, padding_mask=pm, layer_names=[4, 8, 12])
-    >>> sorted(logs)[:2]
-    ['l1/4', 'l1/8']
+    >>> sorted(logs)[:3]
+    ['cos', 'cos/12', 'cos/4']
 """
 from __future__ import annotations
 

@@ -7,7 +7,12 @@ metric, at several granularities:
 * ``utterance``: mean-pooled speech frames ↔ mean-pooled text tokens (one unit per utterance);
 * ``word``: speech frames inside each word's time span (from ``words.ctm``) mean-pooled ↔ the text
   model's word-piece states of that word mean-pooled (:func:`pool_word_pieces`);
-* ``phone`` / ``subword``: the same with finer spans and units.
+* ``subword``: each word's span split among its word pieces by character count (:func:`split_span`)
+  ↔ the word-piece states themselves;
+* ``phone``: spans from ``phones.ctm`` ↔ any per-phone text-side embeddings the recipe supplies.
+
+:func:`frame_spans_from_ctm` turns CTM times into frame spans and :func:`units_from_spans` pools a
+batch of encoder outputs over them.
 
 Each unit u of utterance b carries a prior weight ``w_bu`` (:func:`frequency_prior` — rare units
 count more —, :func:`duration_prior`, or :func:`uniform_prior`), normalised to sum to 1 per utterance.
@@ -60,6 +65,38 @@ def frame_spans_from_ctm(entries: Iterable[Tuple[float, float]], frame_rate: flo
             e = min(max(e, s + 1), num_frames)
         spans.append((s, e))
     return spans
+
+
+def split_span(span: Tuple[int, int], piece_lengths: Sequence[int]) -> List[Tuple[int, int]]:
+    """Split a word's frame span into sub-word spans proportional to the pieces' character counts.
+
+    Sub-word (word-piece) units have no time alignment of their own; this gives each piece of a
+    word a share of the word's frames (at least one frame each while frames last; a piece left
+    without a frame reuses the word's last frame). Example: ``split_span((10, 20), [1, 4])`` →
+    ``[(10, 12), (12, 20)]``.
+    """
+    start, end = span
+    total = sum(max(1, n) for n in piece_lengths)
+    out, acc = [], 0
+    for n in piece_lengths:
+        s = start + int(round(acc * (end - start) / total))
+        acc += max(1, n)
+        e = start + int(round(acc * (end - start) / total))
+        s = min(s, end - 1)
+        out.append((s, max(e, s + 1)))
+    return out
+
+
+def units_from_spans(hidden: torch.Tensor, lengths: Optional[torch.Tensor],
+                     spans: Sequence[Sequence[Tuple[int, int]]]) -> List[torch.Tensor]:
+    """Batch version of :func:`pool_spans`: hidden (B, T, D), per-utterance span lists → list of
+    (U_b, D); spans are clipped to each utterance's valid length."""
+    out = []
+    for b, sp in enumerate(spans):
+        L = int(lengths[b]) if lengths is not None else hidden.shape[1]
+        clipped = [(min(s, L - 1), min(max(e, min(s, L - 1) + 1), L)) for s, e in sp]
+        out.append(pool_spans(hidden[b, :L], clipped))
+    return out
 
 
 def pool_spans(hidden: torch.Tensor, spans: Sequence[Tuple[int, int]]) -> torch.Tensor:
