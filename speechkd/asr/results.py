@@ -1,0 +1,248 @@
+"""Generate a recipe's RESULTS.md from ``score.json`` files and a small table spec.
+
+Table spec (YAML or JSON)::
+
+    title: mini_espeak DistilXLSR
+    unit: phone                 # unit of score.json to summarise (default: its first unit)
+    metric: Err                 # column of the ESPnet table to summarise (Err, Sub, Del, Ins, S.Err, ...)
+    columns:                    # test sets: a decode dir under each run dir (+ optional language)
+      - {name: en, decode: decode_test_en}
+      - {name: de, decode: decode_test_multi, lang: de}    # per-language scores of a mixed test set
+    rows:                       # methods: a run dir or a glob over seed dirs
+      - {name: teacher, exp: exp/teacher_ft}
+      - {name: student (shuffled), exp: "exp/student_shuf_seed*/ft"}
+    notes: ["Fine-tuned on 50 utterances per language."]
+
+Each cell reads ``<exp>/<decode>/score.json`` for every directory the ``exp`` glob matches (one per seed)
+and shows ``mean ± std (n=k)`` over seeds (sample std) or the single value. In each column the best row
+is compared with the others: when the gap is smaller than the larger seed spread of the two, the notes
+say "within seed spread, no winner". RESULTS.md starts with the environment (date, git hash, python,
+torch, CPU, GPU), then the summary, then the ESPnet table of every decode dir. Written atomically::
+
+    make_results("conf/results.yaml", "RESULTS.md", root=".")
+"""
+from __future__ import annotations
+
+import datetime
+import glob
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+from ..utils.errors import ConfigError, DataError
+from ..utils.fileio import atomic_write_text
+from .scoring import COLUMNS, ErrorStats, format_table
+
+__all__ = ["collect_environment", "load_table_spec", "summarize", "compare_rows", "build_results",
+           "make_results"]
+
+
+# ------------------------------------------------------------------------------------------- environment
+def _git(root, *args) -> Optional[str]:
+    try:
+        p = subprocess.run(["git", *args], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def collect_environment(root=".") -> Dict[str, str]:
+    """Date (UTC), git hash (+ ``-dirty``), python, torch, CPU (name, cores) and GPU of this machine."""
+    import torch
+
+    git = _git(root, "rev-parse", "--short", "HEAD") or "unknown"
+    if git != "unknown" and _git(root, "status", "--porcelain", "--untracked-files=no"):
+        git += "-dirty"
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "git": git,
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "platform": f"{platform.system()} {platform.release()}",
+        "cpu": f"{_cpu_name()} ({os.cpu_count()} cores)",
+        "gpu": ", ".join(gpus) if gpus else "none",
+    }
+
+
+# ------------------------------------------------------------------------------------------- spec
+def load_table_spec(spec: Union[str, Path, dict]) -> dict:
+    """Read and check a table spec (YAML/JSON path or dict); ConfigError names the file and the problem."""
+    where = "table spec"
+    if not isinstance(spec, dict):
+        from ..utils.config import load_yaml  # YAML is a superset of JSON
+
+        where = str(spec)
+        spec = load_yaml(spec)
+    spec = dict(spec)
+    for key in ("rows", "columns"):
+        if not isinstance(spec.get(key), list) or not spec[key]:
+            raise ConfigError(f"{where}: '{key}' must be a non-empty list")
+    cols = []
+    for i, c in enumerate(spec["columns"]):
+        if isinstance(c, str):
+            c = {"name": c, "decode": c}
+        if not isinstance(c, dict) or "name" not in c or "decode" not in c:
+            raise ConfigError(f"{where}: columns[{i}] needs 'name' and 'decode'")
+        cols.append(dict(c))
+    rows = []
+    for i, r in enumerate(spec["rows"]):
+        if not isinstance(r, dict) or "name" not in r or "exp" not in r:
+            raise ConfigError(f"{where}: rows[{i}] needs 'name' and 'exp'")
+        rows.append(dict(r))
+    metric = spec.get("metric", "Err")
+    if metric not in COLUMNS[2:]:
+        raise ConfigError(f"{where}: metric '{metric}' is not one of {', '.join(COLUMNS[2:])}")
+    unknown = set(spec) - {"title", "unit", "metric", "columns", "rows", "notes", "digits"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    return {"title": spec.get("title", "Results"), "unit": spec.get("unit"), "metric": metric,
+            "columns": cols, "rows": rows, "notes": list(spec.get("notes") or []),
+            "digits": int(spec.get("digits", 1))}
+
+
+# ------------------------------------------------------------------------------------------- statistics
+def summarize(values: Sequence[float]) -> Tuple[float, float, int]:
+    """``(mean, spread, n)`` with spread the sample standard deviation (0 for a single value)."""
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan, 0
+    mean = sum(values) / n
+    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return mean, spread, n
+
+
+def compare_rows(cells: Dict[str, Tuple[float, float, int]], column: str, lower_is_better: bool = True,
+                 digits: int = 1) -> List[str]:
+    """Notes for one column (``cells``: row -> :func:`summarize` output).
+
+    Every pair of rows whose means differ by less than the larger of their seed spreads gets
+    "within seed spread, no winner"; the best row gets "better than X" for each row it beats by more
+    than the spread; when the best two rows have a single seed each the spread is reported unknown.
+    """
+    have = {r: c for r, c in cells.items() if c[2] > 0}
+    if len(have) < 2:
+        return []
+    ranked = sorted(have, key=lambda r: have[r][0], reverse=not lower_is_better)
+    notes = []
+    for i, a in enumerate(ranked):
+        for b in ranked[i + 1:]:
+            (ma, sa, na), (mb, sb, nb) = have[a], have[b]
+            gap, spread = abs(ma - mb), max(sa, sb)
+            if max(na, nb) >= 2 and gap < spread:
+                notes.append(f"{column}: {a} vs {b}: gap {gap:.{digits}f} < seed spread {spread:.{digits}f}: "
+                             "within seed spread, no winner")
+            elif i == 0 and max(na, nb) >= 2:
+                notes.append(f"{column}: {a} better than {b} by {gap:.{digits}f} (seed spread {spread:.{digits}f})")
+    best, second = ranked[0], ranked[1]
+    if have[best][2] < 2 and have[second][2] < 2:
+        gap = abs(have[best][0] - have[second][0])
+        notes.append(f"{column}: {best} vs {second}: gap {gap:.{digits}f}, single seed each (spread unknown)")
+    return notes
+
+
+def _fmt(cell: Tuple[float, float, int], digits: int) -> str:
+    m, s, n = cell
+    if n == 0:
+        return "–"
+    return f"{m:.{digits}f}" if n == 1 else f"{m:.{digits}f} ± {s:.{digits}f} (n={n})"
+
+
+def _load_score(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(path, e.lineno, f"invalid JSON: {e.msg}") from None
+
+
+def _stats_of(score: dict, unit: Optional[str], lang: Optional[str], path: Path) -> Tuple[str, dict]:
+    table = score.get("units", {}) if lang is None else score.get("per_lang", {}).get(lang)
+    if not table:
+        raise DataError(path, None, f"no scores{'' if lang is None else f' for language {lang!r}'}")
+    unit = unit or next(iter(table))
+    if unit not in table:
+        raise DataError(path, None, f"no '{unit}' scores (has {', '.join(table)})")
+    return unit, table[unit]
+
+
+# ------------------------------------------------------------------------------------------- document
+def build_results(spec, root=".", env: Optional[dict] = None, strict: bool = False,
+                  spec_name: str = "") -> str:
+    """Return RESULTS.md text for a table spec (see module doc); paths are relative to ``root``."""
+    spec = load_table_spec(spec)
+    root = Path(root)
+    env = env if env is not None else collect_environment(root)
+    digits, metric = spec["digits"], spec["metric"]
+    lower_better = metric not in ("Corr",)
+    cells: Dict[str, Dict[str, Tuple[float, float, int]]] = {c["name"]: {} for c in spec["columns"]}
+    details: List[str] = []
+    missing: List[str] = []
+    unit_used = spec["unit"]
+    for row in spec["rows"]:
+        run_dirs = sorted(glob.glob(str(root / row["exp"]))) if any(ch in row["exp"] for ch in "*?[") \
+            else [str(root / row["exp"])]
+        detail_rows: Dict[str, List[Tuple[str, ErrorStats]]] = {}
+        for col in spec["columns"]:
+            vals = []
+            for d in run_dirs:
+                p = Path(d) / col["decode"] / "score.json"
+                if not p.exists():
+                    missing.append(str(p.relative_to(root)) if p.is_relative_to(root) else str(p))
+                    continue
+                unit, st = _stats_of(_load_score(p), spec["unit"], col.get("lang"), p)
+                unit_used = unit_used or unit
+                vals.append(float(st[metric]))
+                label = os.path.relpath(p.parent, root) + (f"/{col['lang']}" if col.get("lang") else "")
+                detail_rows.setdefault(unit, []).append((label, ErrorStats.from_dict(st)))
+            cells[col["name"]][row["name"]] = summarize(vals)
+        for unit, rows in detail_rows.items():
+            details.append(f"### {row['name']} ({unit})\n\n{format_table(rows, digits)}\n")
+    if missing and strict:
+        raise DataError(missing[0], None, "score.json missing (run the decode/score stages)")
+
+    out = [f"# {spec['title']}", "",
+           f"<!-- Generated by speechkd-make-results{(' from ' + spec_name) if spec_name else ''}; "
+           "do not edit by hand. -->", "", "## Environment", ""]
+    out += [f"- {k}: {v}" for k, v in env.items()]
+    out += ["", f"## Summary: {unit_used or ''} {metric} (%)".replace("  ", " "), ""]
+    if any(n > 1 for col in cells.values() for (_, _, n) in col.values()):
+        out += ["Mean ± sample standard deviation over seeds (n = number of seeds).", ""]
+    names = [c["name"] for c in spec["columns"]]
+    out.append("| method | " + " | ".join(names) + " |")
+    out.append("|---|" + "---|" * len(names))
+    for row in spec["rows"]:
+        out.append(f"| {row['name']} | " + " | ".join(_fmt(cells[c][row['name']], digits) for c in names) + " |")
+    notes = list(spec["notes"])
+    for c in names:
+        notes += compare_rows(cells[c], c, lower_better, digits)
+    if missing:
+        notes.append(f"{len(missing)} score file(s) missing, e.g. {missing[0]}")
+    if notes:
+        out += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    out += ["", "## Details (ESPnet-style tables per decode dir)", ""] + details
+    return "\n".join(out).rstrip() + "\n"
+
+
+def make_results(spec, out_path, root=".", strict: bool = False) -> str:
+    """Build RESULTS.md (see :func:`build_results`) and write it atomically to ``out_path``."""
+    name = str(spec) if not isinstance(spec, dict) else ""
+    text = build_results(spec, root=root, strict=strict, spec_name=name)
+    atomic_write_text(out_path, text)
+    return text

@@ -1,0 +1,96 @@
+import json
+import math
+
+import pytest
+
+from speechkd.asr.results import build_results, collect_environment, compare_rows, load_table_spec, summarize
+from speechkd.asr.scoring import ErrorStats
+from speechkd.utils.errors import ConfigError, DataError
+
+
+def _write_score(path, err_en, err_de=None):
+    """score.json with word Err = err_en % (100 reference words) and an optional per-language 'de'."""
+    def st(err):
+        return ErrorStats(snt=10, wrd=100, corr=100 - err, sub=err, serr=min(err, 10)).to_dict()
+
+    data = {"name": path.name, "units": {"word": st(err_en)}, "per_lang": {}}
+    if err_de is not None:
+        data["per_lang"] = {"de": {"word": st(err_de)}}
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "score.json").write_text(json.dumps(data))
+
+
+SPEC = {
+    "title": "toy results",
+    "unit": "word",
+    "columns": [{"name": "en", "decode": "decode_en"}, {"name": "de", "decode": "decode_multi", "lang": "de"}],
+    "rows": [{"name": "teacher", "exp": "exp/teacher"},
+             {"name": "student", "exp": "exp/student_seed*"},
+             {"name": "student_shuf", "exp": "exp/shuf_seed*"}],
+    "notes": ["toy data"],
+}
+ENV = {"date": "2026-11-23 15:00 UTC", "git": "abc1234", "torch": "2.13.0"}
+
+
+def test_summarize_and_compare():
+    m, s, n = summarize([20.0, 30.0])
+    assert (m, n) == (25.0, 2) and s == pytest.approx(math.sqrt(50))
+    assert summarize([7.0]) == (7.0, 0.0, 1)
+    notes = compare_rows({"A": (25.0, 7.07, 2), "B": (26.0, 2.83, 2), "C": (10.0, 0.0, 1)}, "en")
+    assert "en: A vs B: gap 1.0 < seed spread 7.1: within seed spread, no winner" in notes
+    assert "en: C better than A by 15.0 (seed spread 7.1)" in notes
+    assert not any("C vs" in n and "no winner" in n for n in notes)
+    single = compare_rows({"A": (5.0, 0.0, 1), "B": (6.0, 0.0, 1)}, "de")
+    assert single == ["de: A vs B: gap 1.0, single seed each (spread unknown)"]
+
+
+def test_build_results_table_notes_and_details(tmp_path):
+    _write_score(tmp_path / "exp/teacher/decode_en", 10)
+    _write_score(tmp_path / "exp/teacher/decode_multi", 40, err_de=12)
+    for seed, (en, de) in {1: (20, 30), 2: (30, 34)}.items():
+        _write_score(tmp_path / f"exp/student_seed{seed}/decode_en", en)
+        _write_score(tmp_path / f"exp/student_seed{seed}/decode_multi", 50, err_de=de)
+    for seed, en in {1: 24, 2: 28}.items():
+        _write_score(tmp_path / f"exp/shuf_seed{seed}/decode_en", en)   # no decode_multi: missing cells
+    md = build_results(SPEC, root=tmp_path, env=ENV)
+    lines = md.splitlines()
+    assert lines[0] == "# toy results" and "- git: abc1234" in lines
+    assert "| method | en | de |" in lines
+    assert "| teacher | 10.0 | 12.0 |" in lines
+    assert "| student | 25.0 ± 7.1 (n=2) | 32.0 ± 2.8 (n=2) |" in lines
+    assert "| student_shuf | 26.0 ± 2.8 (n=2) | – |" in lines
+    assert any("en: student vs student_shuf: gap 1.0 < seed spread 7.1: within seed spread, no winner" in l
+               for l in lines)
+    assert any("de: teacher better than student by 20.0" in l for l in lines)
+    assert any("2 score file(s) missing" in l for l in lines)
+    assert "- toy data" in lines
+    # details: ESPnet table rows per seed dir
+    assert "| exp/student_seed2/decode_en | 10 | 100 | 70.0 | 30.0 | 0.0 | 0.0 | 30.0 | 100.0 |" in lines
+    assert "| exp/teacher/decode_multi/de | 10 | 100 | 88.0 | 12.0 | 0.0 | 0.0 | 12.0 | 100.0 |" in lines
+    with pytest.raises(DataError, match="score.json"):
+        build_results(SPEC, root=tmp_path, env=ENV, strict=True)
+
+
+def test_spec_errors_and_cli(tmp_path):
+    with pytest.raises(ConfigError, match="rows"):
+        load_table_spec({"columns": ["a"], "rows": []})
+    with pytest.raises(ConfigError, match="metric"):
+        load_table_spec({**SPEC, "metric": "WER"})
+    import yaml
+
+    from speechkd.bin.make_results import main
+
+    _write_score(tmp_path / "exp/teacher/decode_en", 10)
+    spec = {**SPEC, "columns": SPEC["columns"][:1], "rows": SPEC["rows"][:1]}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(SystemExit) as e:
+        main(["--spec", str(tmp_path / "spec.yaml"), "--root", str(tmp_path), "--out", str(tmp_path / "R.md")])
+    assert e.value.code == 0
+    md = (tmp_path / "R.md").read_text()
+    assert "| teacher | 10.0 |" in md and "- torch:" in md and "- gpu:" in md
+
+
+def test_environment_has_required_fields():
+    env = collect_environment(".")
+    for k in ("date", "git", "python", "torch", "cpu", "gpu"):
+        assert env[k]
