@@ -96,3 +96,18 @@ def test_regression_gradients_skip_padding():
     total.backward()
     assert p.grad[0].abs().sum() > 0 and p.grad[1, :2].abs().sum() > 0
     assert p.grad[1, 2:].abs().sum() == 0
+
+
+def test_type1_head_matches_hubert_head():
+    from speechkd.models.ssl import HubertHead
+    torch.manual_seed(0)
+    hh = HubertHead(d_model=6, final_dim=4, num_labels=9, logit_temp=0.1)
+    head = DiscriminativeHead.from_hubert_head(hh, 6)
+    x = torch.randn(2, 5, 6)
+    teacher_logits = hh.logits(x)
+    assert torch.allclose(head(x, hh.label_embs), teacher_logits, atol=1e-5)
+    # an identical student has zero discriminative loss; a perturbed one has a positive loss
+    assert kl_div_loss(teacher_logits, head(x, hh.label_embs)).item() == pytest.approx(0.0, abs=1e-5)
+    assert kl_div_loss(teacher_logits, head(x + torch.randn_like(x), hh.label_embs)).item() > 1e-3
+    thin = DiscriminativeHead.from_hubert_head(hh, 3)                      # different width: fresh proj
+    assert thin(torch.randn(1, 2, 3), hh.label_embs).shape == (1, 2, 9) and thin.tau == 0.1

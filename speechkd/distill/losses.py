@@ -175,6 +175,17 @@ class DiscriminativeHead(nn.Module):
         self.kind, self.tau = kind, tau
         self.proj = nn.Linear(student_dim, final_dim if kind == "type1" else num_labels)
 
+    @classmethod
+    def from_hubert_head(cls, hubert_head: nn.Module, student_dim: int) -> "DiscriminativeHead":
+        """A type1 head with the teacher's τ; its projection starts as a copy of the teacher's
+        ``final_proj`` when ``student_dim`` equals the teacher width (e.g. layer-jumped students)."""
+        fp = hubert_head.final_proj
+        head = cls(student_dim, fp.out_features, hubert_head.label_embs.shape[0], "type1",
+                   hubert_head.logit_temp)
+        if fp.in_features == student_dim:
+            head.proj.load_state_dict(fp.state_dict())
+        return head
+
     def forward(self, x: torch.Tensor, codebook: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(B, T, student_dim) → (B, T, K) logits."""
         y = self.proj(x)
