@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
+
 from ..features.extract import DEFAULT_OPTS, extract_features, merge_feature_scps, read_utt_list
 from ..utils.cli import parse_args, run_main
 from ..utils.config import load_config
@@ -40,6 +42,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--compress", type=str2bool, default=False, help="Kaldi compressed matrices")
     p.add_argument("--merge", action="store_true", help="merge job scps into <data>/feats.scp")
     p.add_argument("--config", default=None, help="YAML with fbank:/mfcc: option sections")
+    p.add_argument("--num-threads", type=int, default=1,
+                   help="torch threads per job (1: parallel jobs do not oversubscribe the cores)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -50,6 +54,8 @@ def _main(argv=None):
         merge_feature_scps(args.data, args.out)
         return 0
     cfg = load_config(args.config, args.overrides, defaults=DEFAULT_OPTS)
+    if args.num_threads > 0:
+        torch.set_num_threads(args.num_threads)
     utts = read_utt_list(args.utt_list) if args.utt_list else None
     name = "feats" if args.job is None else f"feats.{args.job}"
     extract_features(args.data, args.out, args.kind, cfg[args.kind], utts=utts, compress=args.compress,
