@@ -67,6 +67,8 @@ def test_build_results_table_notes_and_details(tmp_path):
     # details: ESPnet table rows per seed dir
     assert "| exp/student_seed2/decode_en | 10 | 100 | 70.0 | 30.0 | 0.0 | 0.0 | 30.0 | 100.0 |" in lines
     assert "| exp/teacher/decode_multi/de | 10 | 100 | 88.0 | 12.0 | 0.0 | 0.0 | 12.0 | 100.0 |" in lines
+    md2 = build_results({**SPEC, "rows": SPEC["rows"] + [{"name": "x", "exp": "exp/none_seed*"}]}, root=tmp_path, env=ENV)
+    assert "exp/none_seed* (no run dir matches)" in md2 and "| x | – | – |" in md2
     with pytest.raises(DataError, match="score.json"):
         build_results(SPEC, root=tmp_path, env=ENV, strict=True)
 

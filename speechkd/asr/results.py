@@ -198,6 +198,8 @@ def build_results(spec, root=".", env: Optional[dict] = None, strict: bool = Fal
     for row in spec["rows"]:
         run_dirs = sorted(glob.glob(str(root / row["exp"]))) if any(ch in row["exp"] for ch in "*?[") \
             else [str(root / row["exp"])]
+        if not run_dirs:
+            missing.append(f"{row['exp']} (no run dir matches)")
         detail_rows: Dict[str, List[Tuple[str, ErrorStats]]] = {}
         for col in spec["columns"]:
             vals = []
