@@ -1,0 +1,216 @@
+"""CTC fine-tuning of an SSL encoder (from an SSL/CTC checkpoint or from scratch).
+
+Library form of ``speechkd-finetune``; distillation recipes reuse it with extra loss terms::
+
+    cfg = load_config("conf/finetune.yaml", defaults=FINETUNE_DEFAULTS)
+    model_dir = finetune_ctc(cfg, "data/train_sub", "data/dev", "exp/ft", token_dir="data/token_phone",
+                             init="exp/teacher/model")
+    model, config = load_checkpoint(model_dir)          # CTCModel (type ctc); tokenizer in model_dir/tokenizer
+
+    # an extra term, e.g. Distill-L2S: the projection is trained with the model and kept in train_state.pt
+    proj = nn.Linear(192, 768)
+    def extra_loss(task, batch, ctc_out):                # ctc_out = (log_probs, out_lengths, SSLOutput)
+        mse = ...  # uses task.extra (== proj) and ctc_out[2].last_hidden_state
+        return 0.5 * mse, {"mse": float(mse)}
+    finetune_ctc(cfg, ..., extra_loss=extra_loss, extra_modules=proj)
+
+Loss: ``F.ctc_loss`` (blank 0, mean over target tokens, ``zero_infinity``). Validation reports the loss
+and the greedy token error rate ``ter`` (%). Encoder masking (SpecAugment-style) comes from the encoder
+config (``model.encoder.mask_time_prob`` ...) and is on in training only. ``model.freeze_frontend``
+keeps the front-end fixed; ``finetune.freeze_encoder_steps`` trains only the CTC head for the first N steps.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.ctc import CTCModel
+from ..models.ssl import MINI_SSL, SSLConfig
+from ..utils.config import merge, save_config
+from ..utils.errors import ConfigError
+from .data import DATA_DEFAULTS, make_dataset, make_loader, resolve_cmvn
+from .trainer import OPTIM_DEFAULTS, TRAIN_DEFAULTS, Trainer, seed_everything
+
+log = logging.getLogger("speechkd")
+
+FINETUNE_DEFAULTS: Dict = {
+    "model": {"type": "ctc", "freeze_frontend": True, "final_dropout": 0.1,
+              # encoder: used from scratch; with --init only these keys' overrides apply (masking, dropout)
+              "encoder": SSLConfig.from_dict({**MINI_SSL, "mask_time_prob": 0.05}).to_dict()},
+    "finetune": {"freeze_encoder_steps": 0,
+                 "init_overrides": ["mask_time_prob", "mask_time_length", "mask_channel_prob",
+                                    "mask_channel_length", "dropout", "attention_dropout",
+                                    "activation_dropout", "proj_dropout", "layerdrop"]},
+    "data": dict(DATA_DEFAULTS),
+    "optim": dict(OPTIM_DEFAULTS, lr=5e-4, warmup_steps=100),
+    "train": dict(TRAIN_DEFAULTS, max_steps=1000, best_metric="ter", best_mode="min"),
+}
+
+
+def edit_distance(a, b) -> int:
+    """Levenshtein distance between two sequences."""
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, y in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
+        prev = cur
+    return prev[-1]
+
+
+def greedy_ids(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0):
+    """Best-path CTC decoding: (B, T, V) -> list of id lists (repeats merged, blanks dropped)."""
+    best = log_probs.argmax(-1).cpu()
+    out = []
+    for b in range(best.shape[0]):
+        seq, prev = [], None
+        for t in best[b, : int(lengths[b])].tolist():
+            if t != prev and t != blank:
+                seq.append(t)
+            prev = t
+        out.append(seq)
+    return out
+
+
+class CTCTask(nn.Module):
+    """CTCModel + CTC loss (+ optional extra term); ``forward(batch) -> (loss, stats)``.
+
+    ``extra_loss(task, batch, ctc_out) -> (loss_term, stats)`` is added to the CTC loss; ``extra_modules``
+    (trainable modules it needs) live at ``task.extra``.
+    """
+
+    def __init__(self, model: CTCModel, extra_loss: Optional[Callable] = None,
+                 extra_modules: Optional[nn.Module] = None):
+        super().__init__()
+        self.model = model
+        self.extra = extra_modules
+        self.extra_loss = extra_loss
+
+    def forward(self, batch):
+        log_probs, out_lengths, ssl_out = self.model(batch["x"], batch["x_lengths"])
+        tokens = batch["tokens"].clamp_min(0)
+        ctc = F.ctc_loss(log_probs.float().transpose(0, 1), tokens, out_lengths, batch["token_lengths"],
+                         blank=0, reduction="mean", zero_infinity=True)
+        stats = {"ctc": float(ctc.detach())}
+        loss = ctc
+        if self.extra_loss is not None:
+            term, extra_stats = self.extra_loss(self, batch, (log_probs, out_lengths, ssl_out))
+            loss = loss + term
+            stats.update(extra_stats or {})
+        return loss, stats
+
+
+def ctc_step(model, batch):
+    return model(batch)
+
+
+@torch.no_grad()
+def ctc_validate(task, loader) -> Dict[str, float]:
+    """Mean CTC loss and greedy token error rate (%) over a loader (model in eval mode)."""
+    model = task.model
+    loss_sum, n_batches, errs, n_ref = 0.0, 0, 0, 0
+    for batch in loader:
+        dev = next(model.parameters()).device
+        x, xl = batch["x"].to(dev), batch["x_lengths"].to(dev)
+        log_probs, out_lengths, _ = model(x, xl, mask=False)
+        tokens, tl = batch["tokens"].to(dev), batch["token_lengths"].to(dev)
+        loss_sum += float(F.ctc_loss(log_probs.float().transpose(0, 1), tokens.clamp_min(0), out_lengths, tl,
+                                     blank=0, reduction="mean", zero_infinity=True))
+        n_batches += 1
+        for hyp, ref, n in zip(greedy_ids(log_probs, out_lengths), tokens.cpu().tolist(), tl.tolist()):
+            errs += edit_distance(ref[:n], hyp)
+            n_ref += n
+    return {"loss": loss_sum / max(1, n_batches), "ter": 100.0 * errs / max(1, n_ref)}
+
+
+def build_ctc_model(cfg: dict, vocab_size: int, init=None) -> CTCModel:
+    """CTCModel from ``init`` (an SSL or CTC checkpoint dir) or from ``cfg['model']['encoder']``."""
+    mcfg = cfg["model"]
+    enc = dict(mcfg["encoder"])
+    state = None
+    if init is not None:
+        from ..models.checkpoint import load_checkpoint
+
+        src, src_cfg = load_checkpoint(init)
+        kind = src_cfg["model"]["type"]
+        if kind == "ssl":
+            base = src.cfg.to_dict()
+            state = {f"encoder.{k}": v for k, v in src.state_dict().items() if not k.startswith("head.")}
+        elif kind == "ctc":
+            base = src.encoder.cfg.to_dict()
+            if src.vocab_size != vocab_size:
+                raise ConfigError(f"{init}: CTC checkpoint has vocab {src.vocab_size}, tokenizer has {vocab_size}")
+            state = src.state_dict()
+        else:
+            raise ConfigError(f"{init}: cannot fine-tune from a model of type '{kind}' (ssl, ctc)")
+        for k in cfg["finetune"]["init_overrides"]:
+            if k in enc:
+                base[k] = enc[k]
+        base["num_labels"] = 0
+        enc = base
+    enc["num_labels"] = 0
+    model = CTCModel(SSLConfig.from_dict(enc), vocab_size, bool(mcfg.get("freeze_frontend", False)),
+                     float(mcfg.get("final_dropout", 0.0)))
+    if state is not None:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        bad = [k for k in missing if not k.startswith("head.")] + list(unexpected)
+        if bad:
+            raise ConfigError(f"{init}: checkpoint does not match the CTC encoder: key '{bad[0]}'")
+        log.info("initialised encoder from %s", init)
+    return model
+
+
+def finetune_ctc(cfg: dict, train_data, valid_data=None, exp_dir="exp/ft", token_dir=None, init=None,
+                 extra_loss: Optional[Callable] = None, extra_modules: Optional[nn.Module] = None) -> Path:
+    """Fine-tune with CTC (see module doc); returns ``exp_dir/model``."""
+    from ..asr.tokenizer import load_tokenizer
+
+    cfg = merge(FINETUNE_DEFAULTS, cfg)
+    if token_dir is None:
+        raise ConfigError("finetune_ctc needs a tokenizer dir (--token-dir)")
+    exp_dir = Path(exp_dir)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    tok = load_tokenizer(token_dir)
+    tok.save(exp_dir / "tokenizer")
+    seed_everything(int(cfg["train"].get("seed", 0)))  # model init is part of the seeded run
+    model = build_ctc_model(cfg, tok.vocab_size, init)
+    cfg["model"] = model.model_config()
+    cfg["tokenizer"] = str(exp_dir / "tokenizer")
+    if init is not None:
+        cfg["init"] = str(init)
+    frontend = model.encoder.cfg.frontend
+    data_cfg = cfg["data"]
+    cmvn = resolve_cmvn(data_cfg, train_data, exp_dir, init_dir=init) if frontend == "fbank" else None
+    if cmvn is not None:
+        cfg["data"] = dict(data_cfg, cmvn=str(cmvn))
+    seed = int(cfg["train"].get("seed", 0))
+    train_ds = make_dataset(frontend, train_data, data_cfg, cmvn=cmvn, tokenizer=tok)
+    train_loader = make_loader(train_ds, frontend, data_cfg, seed=seed, train=True)
+    valid_loader = None
+    if valid_data is not None:
+        valid_ds = make_dataset(frontend, valid_data, data_cfg, cmvn=cmvn, tokenizer=tok)
+        valid_loader = make_loader(valid_ds, frontend, data_cfg, seed=seed, train=False)
+    n_freeze = int(cfg["finetune"]["freeze_encoder_steps"] or 0)
+    if n_freeze:
+        cfg["train"] = dict(cfg["train"], freeze_steps={**(cfg["train"].get("freeze_steps") or {}),
+                                                         "model.encoder.": n_freeze})
+    save_config(cfg, exp_dir / "config.yaml")
+
+    task = CTCTask(model, extra_loss, extra_modules)
+    tok_dir = exp_dir / "tokenizer"
+
+    def extra_save(d: Path):
+        shutil.copytree(tok_dir, d / "tokenizer")
+        if cmvn is not None:
+            shutil.copyfile(cmvn, d / "cmvn.npz")
+
+    trainer = Trainer(task, ctc_step, cfg["optim"], exp_dir, cfg,
+                      state_dict_fn=lambda t: t.model.state_dict(), extra_save_fn=extra_save)
+    trainer.fit(train_loader, valid_loader, valid_fn=ctc_validate if valid_loader is not None else None)
+    return exp_dir / "model"
