@@ -235,7 +235,8 @@ def build_results(spec, root=".", env: Optional[dict] = None, strict: bool = Fal
     for c in names:
         notes += compare_rows(cells[c], c, lower_better, digits)
     if missing:
-        notes.append(f"{len(missing)} score file(s) missing, e.g. {missing[0]}")
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        notes.append(f"{len(missing)} score file(s) missing: {', '.join(missing[:5])}{more}")
     if notes:
         out += ["", "Notes:", ""] + [f"- {n}" for n in notes]
     out += ["", "## Details (ESPnet-style tables per decode dir)", ""] + details
