@@ -123,7 +123,7 @@ def test_prefix_beam_matches_brute_force_on_random_small_inputs():
     for _ in range(5):
         probs = torch.randn(4, 3, generator=g, dtype=torch.float64).softmax(-1)
         (best, p_best), totals = _brute_force_best(probs)
-        nb = ctc_prefix_beam_nbest(probs.log(), beam=50)  # wide beam: exact
+        nb = ctc_prefix_beam_nbest(probs.log(), beam=50, token_beam=3, prune_threshold=None)  # exact
         assert tuple(nb[0][0]) == best and abs(math.exp(nb[0][1]) - p_best) < 1e-9
         for ids, lp in nb:
             assert abs(math.exp(lp) - totals[tuple(ids)]) < 1e-9
@@ -133,3 +133,10 @@ def test_insertion_bonus_changes_ranking():
     probs = torch.tensor([[0.6, 0.4]] * 3, dtype=torch.float64)
     # a strong negative bonus makes the empty hypothesis win
     assert ctc_prefix_beam(probs.log(), beam=4, insertion_bonus=-5.0) == []
+
+
+def test_pruned_default_search_agrees_with_exhaustive_settings_on_peaked_inputs():
+    g = torch.Generator().manual_seed(5)
+    for _ in range(5):
+        lp = (torch.randn(20, 6, generator=g, dtype=torch.float64) * 4).log_softmax(-1)
+        assert ctc_prefix_beam(lp, beam=8) == ctc_prefix_beam(lp, beam=64, token_beam=6, prune_threshold=None)

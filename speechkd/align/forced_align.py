@@ -118,14 +118,18 @@ def ctc_forced_align(log_probs: Tensor, targets, input_lengths: Optional[Tensor]
     alpha[:, 1] = torch.where(tlen > 0, emit[:, 0, 1], torch.full_like(emit[:, 0, 1], NEG_INF))
     back = torch.zeros(B, T, S, dtype=torch.int8, device=dev)
     neg = torch.full((B, 1), NEG_INF, device=dev)
+    active = torch.arange(T, device=dev)[None, :] < ilen[:, None]           # (B, T)
     for t in range(1, T):
         a1 = torch.cat([neg, alpha[:, :-1]], dim=1)
         a2 = torch.cat([neg, neg, alpha[:, :-2]], dim=1).masked_fill(~skip_ok, NEG_INF)
-        best, arg = torch.stack([alpha, a1, a2], dim=-1).max(dim=-1)
-        new = best + emit[:, t]
-        active = (t < ilen)[:, None]
-        alpha = torch.where(active, new, alpha)
-        back[:, t] = arg.to(torch.int8)
+        # elementwise max of the three predecessors (much faster than stack().max(-1) on CPU)
+        arg = (a1 > alpha).to(torch.int8)
+        best = torch.maximum(alpha, a1)
+        take2 = a2 > best
+        arg = arg.masked_fill(take2, 2)
+        best = torch.maximum(best, a2)
+        alpha = torch.where(active[:, t:t + 1], best + emit[:, t], alpha)
+        back[:, t] = arg
 
     # final states: S_b - 1 (last blank) or S_b - 2 (last label)
     last = (2 * tlen).clamp(max=S - 1)

@@ -74,7 +74,8 @@ def _logadd(a: float, b: float) -> float:
 
 def ctc_prefix_beam_nbest(log_probs: Tensor, length: Optional[int] = None, beam: int = 10, blank: int = 0,
                           insertion_bonus: float = 0.0, token_beam: Optional[int] = None,
-                          nbest: Optional[int] = None) -> List[Tuple[List[int], float]]:
+                          nbest: Optional[int] = None,
+                          prune_threshold: Optional[float] = 15.0) -> List[Tuple[List[int], float]]:
     """CTC prefix beam search over one utterance; returns up to ``nbest`` (ids, log_prob) best first.
 
     Args:
@@ -83,8 +84,10 @@ def ctc_prefix_beam_nbest(log_probs: Tensor, length: Optional[int] = None, beam:
         beam: prefixes kept after each frame.
         blank: blank id.
         insertion_bonus: added to the ranking score once per emitted label.
-        token_beam: labels considered per frame: the ``token_beam`` most probable (default: all ``V``
-            when V <= 64, else ``max(beam, 16)``); exact search needs all labels.
+        token_beam: labels considered per frame: the ``token_beam`` most probable (default
+            ``max(2, 3 * beam // 2)``, ESPnet's pre-beam) and only those within ``prune_threshold``
+            nats of the frame's best label; exact search needs ``token_beam=V`` and no threshold.
+        prune_threshold: see ``token_beam`` (None: no threshold).
         nbest: number of hypotheses returned (default ``beam``).
     Returns:
         ``[(ids, log_prob)]`` where ``log_prob`` is the total (all-alignments) log probability of ``ids``
@@ -95,7 +98,7 @@ def ctc_prefix_beam_nbest(log_probs: Tensor, length: Optional[int] = None, beam:
     T, V = log_probs.shape
     T = T if length is None else int(length)
     lp = log_probs[:T].detach().to(torch.float64).cpu().numpy()
-    k = V if token_beam is None and V <= 64 else min(V, token_beam or max(beam, 16))
+    k = min(V, token_beam if token_beam is not None else max(2, 3 * beam // 2))
     # prefix (tuple) -> [pb, pnb]
     beams: Dict[tuple, List[float]] = {(): [0.0, NEG_INF]}
 
@@ -105,7 +108,9 @@ def ctc_prefix_beam_nbest(log_probs: Tensor, length: Optional[int] = None, beam:
 
     for t in range(T):
         row = lp[t]
-        cand = np.argpartition(-row, k - 1)[:k] if k < V else range(V)
+        cand = np.argpartition(-row, k - 1)[:k] if k < V else np.arange(V)
+        if prune_threshold is not None:
+            cand = cand[row[cand] >= row.max() - prune_threshold]
         cand = [int(c) for c in cand if int(c) != blank]
         p_blank = float(row[blank])
         nxt: Dict[tuple, List[float]] = {}
@@ -139,9 +144,11 @@ def ctc_prefix_beam_nbest(log_probs: Tensor, length: Optional[int] = None, beam:
 
 
 def ctc_prefix_beam(log_probs: Tensor, length: Optional[int] = None, beam: int = 10, blank: int = 0,
-                    insertion_bonus: float = 0.0, token_beam: Optional[int] = None) -> List[int]:
+                    insertion_bonus: float = 0.0, token_beam: Optional[int] = None,
+                    prune_threshold: Optional[float] = 15.0) -> List[int]:
     """Best label sequence of one utterance by prefix beam search (see :func:`ctc_prefix_beam_nbest`)."""
-    return ctc_prefix_beam_nbest(log_probs, length, beam, blank, insertion_bonus, token_beam, nbest=1)[0][0]
+    return ctc_prefix_beam_nbest(log_probs, length, beam, blank, insertion_bonus, token_beam, nbest=1,
+                                 prune_threshold=prune_threshold)[0][0]
 
 
 def ctc_decode(log_probs: Tensor, lengths: Optional[Tensor] = None, beam: int = 1, blank: int = 0,
