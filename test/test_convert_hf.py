@@ -61,16 +61,18 @@ def _compare(ours, ref, x, lengths=None, att=None, stable=False):
     return o
 
 
-@pytest.mark.parametrize("stable,model_cls", [(False, "Wav2Vec2Model"), (True, "Wav2Vec2Model"),
-                                              (False, "HubertModel")])
-def test_import_matches_hf(tmp_path, stable, model_cls):
+@pytest.mark.parametrize("stable,model_cls,extra", [(False, "Wav2Vec2Model", {}), (True, "Wav2Vec2Model", {}),
+                                                    (False, "HubertModel", {}),
+                                                    (True, "HubertModel", {"feat_proj_layer_norm": False})])
+def test_import_matches_hf(tmp_path, stable, model_cls, extra):
     torch.manual_seed(0)
     cls = getattr(transformers, model_cls)
     cfg_cls = transformers.HubertConfig if model_cls == "HubertModel" else transformers.Wav2Vec2Config
-    ref = _perturb(cls(cfg_cls(**_tiny(stable)))).eval()
+    ref = _perturb(cls(cfg_cls(**_tiny(stable, **extra)))).eval()
     ref.save_pretrained(tmp_path / "hf")
     ours = import_huggingface(tmp_path / "hf")
     assert isinstance(ours, SSLModel)
+    assert ours.cfg.proj_layer_norm == extra.get("feat_proj_layer_norm", True)
     assert ours.cfg.layer_norm_first == stable and ours.cfg.arch == ("hubert" if "Hubert" in model_cls else "wav2vec2")
     x, lengths, att = _inputs()
     _compare(ours, ref, x[:1, :3500], stable=stable)          # unpadded, single utterance
@@ -145,3 +147,25 @@ def test_import_cli(tmp_path):
     x = torch.randn(1, 3000)
     with torch.no_grad():
         assert (model(x).last_hidden_state - ref(x).last_hidden_state).abs().max().item() <= TOL
+
+
+def test_export_ctc_and_cli(tmp_path):
+    from speechkd.bin.export import main as export_main
+    torch.manual_seed(0)
+    enc = mini_ssl(n_layers=1, d_model=32, n_heads=4, ffn_dim=64, pos_conv_kernel=8, pos_conv_groups=4,
+                   conv_layers=[[16, 10, 5], [16, 3, 2]], conv_norm="layer_norm", conv_bias=True)
+    ours = _perturb(CTCModel(enc.cfg, vocab_size=6)).eval()
+    save_checkpoint(tmp_path / "ckpt", ours)
+    with pytest.raises(SystemExit) as e:
+        export_main(["--ckpt", str(tmp_path / "ckpt"), "--out", str(tmp_path / "hf")])
+    assert e.value.code == 0
+    ref = transformers.Wav2Vec2ForCTC.from_pretrained(tmp_path / "hf").eval()
+    x = torch.randn(2, 3000)
+    with torch.no_grad():
+        lp, _, _ = ours(x)
+        assert (lp - torch.log_softmax(ref(x).logits, -1)).abs().max().item() <= TOL
+    back = import_huggingface(tmp_path / "hf")
+    assert isinstance(back, CTCModel) and back.vocab_size == 6
+    with pytest.raises(SystemExit) as e:   # not a checkpoint: one-line error, exit status 1
+        export_main(["--ckpt", str(tmp_path / "nothing"), "--out", str(tmp_path / "hf2")])
+    assert e.value.code == 1
