@@ -131,3 +131,27 @@ def test_distiller_end_to_end(head):
     fl = frontend_loss(feats, t_out.frontend_out, flen, t_out.lengths)
     fl.backward()
     assert fb.feature_extractor.conv1.weight.grad.abs().sum() > 0
+
+
+def test_build_student_and_short_distillation_run():
+    from speechkd.distill.student import build_student
+    teacher = _teacher()
+    thin, used = build_student(teacher, preset="deep_thin")
+    assert used == [] and thin.cfg.n_layers == 4 and thin.cfg.d_model < 32
+    student, used = build_student(teacher, n_layers=2)
+    assert used == [2, 4]
+    layers = [2, 4]
+    d = Distiller(student, layers, teacher_dim=32, head="layerwise", n_teacher_layers=4)
+    torch.manual_seed(1)
+    x, lens = torch.randn(2, 1600), torch.tensor([1600, 1200])
+    targets, _ = teacher_targets(teacher, x, lens, layers)
+    opt = torch.optim.Adam(d.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        out = d(x, lens)
+        loss, _ = regression_loss(out.preds, targets, out.padding_mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]

@@ -205,6 +205,28 @@ def init_student_from_teacher(student: SSLModel, teacher: SSLModel,
     return chosen
 
 
+def build_student(teacher: SSLModel, n_layers: Optional[int] = None, preset: Optional[str] = None,
+                  d_model: Optional[int] = None, frontend: str = "cnn",
+                  init: Union[str, Sequence[int], None] = "jump", **overrides):
+    """Student model from a teacher: ``preset`` or ``n_layers`` (+ ``d_model``), then
+    :func:`init_student_from_teacher` (encoder layers only when the width equals the teacher's;
+    ``init=None`` keeps the random init). Returns ``(student, teacher_layers_used)``.
+
+    Example: ``build_student(teacher, preset="deep_thin", frontend="fbank")``.
+    """
+    if preset is not None:
+        cfg = preset_config(teacher.cfg, preset, frontend=frontend, **overrides)
+    elif n_layers is not None:
+        cfg = student_config(teacher.cfg, n_layers, d_model=d_model, frontend=frontend, **overrides)
+    else:
+        raise ConfigError("build_student needs a preset or n_layers")
+    student = SSLModel(cfg)
+    if init is None:
+        return student, []
+    same_width = cfg.d_model == teacher.cfg.d_model and cfg.ffn_dim == teacher.cfg.ffn_dim
+    return student, init_student_from_teacher(student, teacher, init if same_width else None)
+
+
 # ------------------------------------------------------------------------------------------ heads
 class LayerwiseHeads(nn.Module):
     """One ``Linear(student_dim, teacher_dim)`` per target; target j reads student layer
