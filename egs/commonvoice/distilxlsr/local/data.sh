@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Common Voice data prep for distilxlsr: the low-resource languages the distilled model is fine-tuned and tested on.
+#
+# Usage (from the recipe folder):
+#   local/data.sh --src /data/cv-corpus-15.0-2023-09-08 --langs ky,sw,tt
+# Writes data/{train,dev,test}_<lang>,
+# then checks each with utils/validate_data_dir.sh. The corpus layout read is documented in
+# speechkd/corpus/commonvoice.py (`python -m speechkd.bin.prepare_corpus commonvoice --help` for all options).
+set -euo pipefail
+
+src=            # corpus folder on local disk (required)
+out=data        # parent folder of the data dirs
+langs=          # comma-separated language folders (default: all found)
+splits=train,dev,test
+audio=path      # path (soundfile decodes mp3) or ffmpeg (pipe to 16 kHz wav)
+help_message="Usage: $0 --src <cv-corpus-* folder> [options]"
+[ -f ./path.sh ] && . ./path.sh
+. utils/parse_options.sh
+[ -n "$src" ] || { echo "$0: --src <cv-corpus-* folder> is required" >&2; exit 1; }
+
+if command -v speechkd-prepare-corpus >/dev/null 2>&1; then prep=(speechkd-prepare-corpus); else prep=(python3 -m speechkd.bin.prepare_corpus); fi
+mkdir -p "$out"
+"${prep[@]}" commonvoice --src "$src" --out "$out" --langs "$langs" --splits "$splits" --audio "$audio" > "$out/.prepared_commonvoice"
+while read -r dir _; do
+  utils/validate_data_dir.sh "${dir%:}"
+done < "$out/.prepared_commonvoice"

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# SLURP data prep for pad: one utterance per recording, utt2intent = scenario_action.
+#
+# Usage (from the recipe folder):
+#   local/data.sh --src /data/slurp
+# Writes data/{train,devel,test} (+ data/train_synthetic with --synthetic true),
+# then checks each with utils/validate_data_dir.sh. The corpus layout read is documented in
+# speechkd/corpus/slurp.py (`python -m speechkd.bin.prepare_corpus slurp --help` for all options).
+set -euo pipefail
+
+src=            # corpus folder on local disk (required)
+out=data        # parent folder of the data dirs
+splits=train,devel,test
+synthetic=false
+audio_dir=      # folder holding slurp_real/ (default: <src>/audio, <src> or its parent)
+help_message="Usage: $0 --src <slurp checkout (dataset/slurp/*.jsonl)> [options]"
+[ -f ./path.sh ] && . ./path.sh
+. utils/parse_options.sh
+[ -n "$src" ] || { echo "$0: --src <slurp checkout (dataset/slurp/*.jsonl)> is required" >&2; exit 1; }
+
+if command -v speechkd-prepare-corpus >/dev/null 2>&1; then prep=(speechkd-prepare-corpus); else prep=(python3 -m speechkd.bin.prepare_corpus); fi
+mkdir -p "$out"
+"${prep[@]}" slurp --src "$src" --out "$out" --splits "$splits" --synthetic "$synthetic" --audio-dir "$audio_dir" > "$out/.prepared_slurp"
+while read -r dir _; do
+  utils/validate_data_dir.sh "${dir%:}"
+done < "$out/.prepared_slurp"
