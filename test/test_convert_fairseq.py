@@ -159,3 +159,20 @@ def test_errors(tmp_path):
     assert parse_conv_layers("[(512, 10, 5)] + [(512, 3, 2)] * 2") == [[512, 10, 5], [512, 3, 2], [512, 3, 2]]
     with pytest.raises(ConfigError):
         parse_conv_layers("__import__('os')")
+
+
+def test_import_cli_fairseq(tmp_path):
+    from speechkd.bin.import_checkpoint import main as import_main
+    from speechkd.models.checkpoint import load_checkpoint
+    ref = _perturbed(transformers.Wav2Vec2Model(_hf_cfg(True)))
+    torch.save({"cfg": {"model": _fairseq_model_cfg(True, "wav2vec2")}, "model": hf_to_fairseq(ref.state_dict(), True)},
+               tmp_path / "xlsr.pt")
+    with pytest.raises(SystemExit) as e:
+        import_main(["--src", str(tmp_path / "xlsr.pt"), "--out", str(tmp_path / "teacher")])
+    assert e.value.code == 0
+    model, config = load_checkpoint(tmp_path / "teacher")
+    assert config["source"]["format"] == "fairseq" and config["model"]["layer_norm_first"] is True
+    _compare(model, ref, True)
+    with pytest.raises(SystemExit) as e:
+        import_main(["--src", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "t2")])
+    assert e.value.code == 1 and not (tmp_path / "t2").exists()
