@@ -212,3 +212,15 @@ def test_lr_schedule_values():
     cos = lr_lambda_factory(warmup=0, total=10, kind="cosine", min_ratio=0.1)
     assert cos(0) == pytest.approx(1.0) and cos(5) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 2)))
     assert cos(10) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_amp_on_cpu_trains(tmp_path, amp):
+    ds = ToyData(32)
+    model = Toy()
+    tr = Trainer(model, mse_step, {"lr": 0.05}, tmp_path / "e", cfg(max_steps=30, amp=amp))
+    assert tr.amp_dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    first = tr.validate(loader(ds, 8, shuffle=False))["loss"]
+    metrics = tr.fit(loader(ds, 8), loader(ds, 8, shuffle=False))
+    assert metrics["loss"] < 0.3 * first
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32

@@ -40,6 +40,7 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
@@ -462,7 +463,9 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        with warnings.catch_warnings():  # fp16: a step skipped by the scaler still advances the schedule
+            warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*optimizer.step.*")
+            self.scheduler.step()
         return gnorm
 
     def _total_steps(self, n_batches: int) -> int:
