@@ -191,8 +191,8 @@ def align_datadir(m: CTCInference, data_dir, utts: Optional[Sequence[str]] = Non
                   mode: str = "start", batch_seconds: float = 60.0, progress: bool = True):
     """Forced-align a data dir's transcripts (``phones`` by default) with the model's posteriors.
 
-    Returns ``(ctm, stats)``: ``{utt: [CTMEntry]}`` with times in seconds (``segments`` start offsets
-    added) and ``{"utts", "failed", "failed_examples", "mean_logprob_per_frame"}``. Utterances that
+    Returns ``(ctm, stats)``: ``{utt: [CTMEntry]}`` with times in seconds from the utterance's start
+    (also with a ``segments`` file: the CTM is keyed by utterance) and ``{"utts", "failed", "failed_examples", "mean_logprob_per_frame"}``. Utterances that
     cannot be aligned (too few frames) are left out and counted.
     """
     from ..data.datadir import DataDir, read_kv
@@ -204,9 +204,6 @@ def align_datadir(m: CTCInference, data_dir, utts: Optional[Sequence[str]] = Non
     path = d.file(text_file)
     trans = read_kv(path)
     line_of = {u: i for i, u in enumerate(trans, 1)}
-    offsets = {}
-    if d.has("segments"):
-        offsets = {u: float(v.split()[1]) for u, v in d.read("segments").items()}
     utts = list(utts) if utts is not None else None
     targets = {}
     for u in (utts if utts is not None else d.utt_ids()):
@@ -223,7 +220,7 @@ def align_datadir(m: CTCInference, data_dir, utts: Optional[Sequence[str]] = Non
                 continue
             total_lp += al.score
             total_frames += n
-            segs = spans_to_segments(al.spans, m.frame_shift, mode=mode, offset=offsets.get(u, 0.0))
+            segs = spans_to_segments(al.spans, m.frame_shift, mode=mode)
             ctm[u] = [CTMEntry(u, s, dur, m.tokenizer.units[sp.token])
                       for sp, (s, dur) in zip(al.spans, segs)]
     if failed:
