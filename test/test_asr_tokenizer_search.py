@@ -35,6 +35,7 @@ def test_unknown_units_counted_or_strict_error(tmp_path):
     assert ids.count(tok.unk_id) == 3 and tok.unk_count == 3
     assert tok.unk_units["x"] == 2
     assert "3 unknown units" in tok.unk_report()
+    assert tok.encode("<blank> <unk> h") == [1, 1, tok.unit2id["h"]]  # blank never appears in targets
     with pytest.raises(DataError, match=r"data/train/phones:7.*'x'"):
         tok.encode("h x", where="data/train/phones:7", strict=True)
     strict = load_tokenizer(tmp_path / "p", strict=True)

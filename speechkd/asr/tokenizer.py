@@ -123,7 +123,7 @@ class Tokenizer:
         ids = []
         for u in units:
             i = self.unit2id.get(u)
-            if i is None or (i == self.unk_id and u != UNK):
+            if i is None or i == self.blank_id:
                 if strict:
                     raise DataError(where or "<text>", None, f"unknown unit {u!r} (not in the {self.kind} vocabulary)")
                 self.unk_count += 1
