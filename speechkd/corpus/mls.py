@@ -36,6 +36,7 @@ log = logging.getLogger("speechkd")
 LANG_CODES = {"english": "en", "german": "de", "dutch": "nl", "french": "fr", "spanish": "es",
               "italian": "it", "portuguese": "pt", "polish": "pl"}
 DEFAULT_SPLITS = ("train", "dev", "test")
+_NAMES = {v: k for k, v in LANG_CODES.items()}
 
 
 def find_language_dirs(src) -> Dict[str, Path]:
@@ -128,7 +129,7 @@ def prepare(src, out_dir, languages: Optional[Sequence[str]] = None, splits: Seq
     languages = list(languages) if languages else sorted(found)
     result: Dict[str, DataDir] = {}
     for lang in languages:
-        lang = by_code.get(lang, lang)
+        lang = by_code.get(lang) or _NAMES.get(lang, lang)
         if lang not in found:
             raise DataError(src, None, f"MLS language '{lang}' not found (have: {' '.join(sorted(found))})")
         code = LANG_CODES.get(lang, lang)
