@@ -41,7 +41,7 @@ def test_normalize_text():
 
 
 def test_prepare_all_languages(tree, tmp_path):
-    dirs = commonvoice.prepare(tree, tmp_path / "data")
+    dirs = commonvoice.prepare(tree, tmp_path / "data", utt2dur=True)
     assert sorted(dirs) == [f"{s}_{l}" for s in ("dev", "test", "train") for l in ("de", "en", "tr")]
     for d in dirs.values():
         d.validate()
@@ -60,6 +60,7 @@ def test_prepare_all_languages(tree, tmp_path):
     assert wav_scp.endswith("/en/clips/common_voice_en_1000.mp3")
     if "MP3" in sf.available_formats():
         assert sf.info(wav_scp).format == "MP3"
+    assert set(en.read("utt2dur").values()) == {"0.300"}
     audio = dict(iter_data_audio(en.path))
     assert audio[f"{spk}-common_voice_en_1001"].shape == (4800,)  # 0.3 s of 48 kHz mp3 -> 16 kHz
 

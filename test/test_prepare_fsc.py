@@ -73,9 +73,10 @@ def test_malformed_csv_names_file_and_line(tmp_path):
 
 
 def test_data_sh(tree, tmp_path):
-    r = run_data_sh("fsc/pad", tmp_path, "--src", str(tree), "--normalize", "true")
+    r = run_data_sh("fsc/pad", tmp_path, "--src", str(tree), "--normalize", "true", "--utt2dur", "true")
     assert r.returncode == 0, r.stderr
     data = tmp_path / "recipe" / "data"
     assert sorted(p.name for p in data.iterdir() if p.is_dir()) == ["test", "train", "valid"]
     assert list(DataDir(data / "train").read("text").values())[1] == "lights on in the kitchen"
     assert r.stdout.count(": OK (") == 3
+    assert set(DataDir(data / "valid").read("utt2dur").values()) == {"0.250"}

@@ -55,9 +55,12 @@ def test_prepare_subsets_and_finetune_split(tree, tmp_path):
     assert Path(tr.read("wav.scp")["100-1000-0000"]).is_absolute()
 
 
-def test_lowercase_option(tree, tmp_path):
-    d = librispeech.prepare(tree["librispeech"], tmp_path, subsets=["dev-clean"], lowercase=True)["dev_clean"]
+def test_lowercase_and_utt2dur_options(tree, tmp_path):
+    d = librispeech.prepare(tree["librispeech"], tmp_path, subsets=["dev-clean"], lowercase=True,
+                            utt2dur=True)["dev_clean"]
     assert d.read("text")["200-2000-0001"] == "cat sat on"  # seed 200 -> words 1..3
+    assert dict(d.read("utt2dur")) == {"200-2000-0000": "0.200", "200-2000-0001": "0.250",
+                                       "201-2010-0000": "0.200", "201-2010-0001": "0.250"}
 
 
 def test_malformed_transcript_names_file_and_line(tmp_path):

@@ -51,6 +51,7 @@ def get_parser() -> argparse.ArgumentParser:
         s.add_argument("--src", required=True, help="corpus folder on local disk")
         s.add_argument("--out", default="data", help="parent folder of the data dirs (default: data)")
         s.add_argument("--check-audio", type=_bool, default=True, help="check every audio file exists")
+        s.add_argument("--utt2dur", type=_bool, default=False, help="also write utt2dur (reads audio headers)")
         return s
 
     s = add("librispeech", "LibriSpeech (+ Libri-Light fine-tuning split)")
@@ -85,7 +86,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def prepare_from_args(args) -> dict:
     """Dispatch parsed arguments to ``speechkd.corpus.<corpus>.prepare``; returns ``{name: DataDir}``."""
-    common = dict(check_audio=args.check_audio)
+    common = dict(check_audio=args.check_audio, utt2dur=args.utt2dur)
     if args.corpus == "librispeech":
         from ..corpus.librispeech import prepare
 

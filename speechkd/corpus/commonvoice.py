@@ -138,7 +138,7 @@ def read_tsv(tsv, lang: str, clips: Path, audio: str = "path", sample_rate: int 
 
 def prepare(src, out_dir, langs: Optional[Sequence[str]] = None, splits: Sequence[str] = DEFAULT_SPLITS,
             audio: str = "path", sample_rate: int = 16000, lower: bool = True, strip_punct: bool = True,
-            check_audio: bool = True, spk_len: int = 16) -> Dict[str, DataDir]:
+            check_audio: bool = True, spk_len: int = 16, utt2dur: bool = False) -> Dict[str, DataDir]:
     """Write ``<out_dir>/<split>_<lang>`` for each language (default: all found) and split.
 
     Returns ``{name: DataDir}``. A missing language or split tsv is a DataError.
@@ -162,7 +162,7 @@ def prepare(src, out_dir, langs: Optional[Sequence[str]] = None, splits: Sequenc
             entries = read_tsv(tsv, lang, found[lang] / "clips", audio, sample_rate, lower, strip_punct,
                                check_audio, spk_len, speakers)
             name = f"{split}_{lang}"
-            result[name] = finish_datadir(Path(out_dir) / name, entries, what=str(tsv))
+            result[name] = finish_datadir(Path(out_dir) / name, entries, what=str(tsv), utt2dur=utt2dur)
     return result
 
 

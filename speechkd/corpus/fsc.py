@@ -91,7 +91,7 @@ def read_csv(path: Path, root: Path, normalize: bool = False, check_audio: bool 
 
 
 def prepare(src, out_dir, splits: Sequence[str] = DEFAULT_SPLITS, normalize: bool = False,
-            check_audio: bool = True) -> Dict[str, DataDir]:
+            check_audio: bool = True, utt2dur: bool = False) -> Dict[str, DataDir]:
     """Write ``<out_dir>/<split>`` for each split. Returns ``{name: DataDir}``."""
     root = find_root(src)
     result: Dict[str, DataDir] = {}
@@ -100,7 +100,7 @@ def prepare(src, out_dir, splits: Sequence[str] = DEFAULT_SPLITS, normalize: boo
         if not path.is_file():
             raise DataError(path, None, "split file not found")
         result[split] = finish_datadir(Path(out_dir) / split, read_csv(path, root, normalize, check_audio),
-                                       what=str(path))
+                                       what=str(path), utt2dur=utt2dur)
     return result
 
 

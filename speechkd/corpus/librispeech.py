@@ -99,7 +99,7 @@ def finetune_roots(finetune_src) -> Dict[str, List[Path]]:
 
 
 def prepare(src, out_dir, subsets: Sequence[str] = DEFAULT_SUBSETS, finetune_src=None,
-            lowercase: bool = False, check_audio: bool = True) -> Dict[str, DataDir]:
+            lowercase: bool = False, check_audio: bool = True, utt2dur: bool = False) -> Dict[str, DataDir]:
     """Write ``<out_dir>/<subset_with_underscores>`` for each subset (+ the Libri-Light split).
 
     ``src`` is the ``LibriSpeech`` folder (or its parent); ``finetune_src`` the ``librispeech_finetuning``
@@ -111,11 +111,11 @@ def prepare(src, out_dir, subsets: Sequence[str] = DEFAULT_SUBSETS, finetune_src
         root = _find_subset(src, subset)
         name = subset.replace("-", "_")
         entries = read_trans_dirs([root], lowercase, check_audio, desc=subset)
-        result[name] = finish_datadir(out / name, entries, what=str(root))
+        result[name] = finish_datadir(out / name, entries, what=str(root), utt2dur=utt2dur)
     if finetune_src:
         for name, roots in finetune_roots(finetune_src).items():
             entries = read_trans_dirs(roots, lowercase, check_audio, desc=name)
-            result[name] = finish_datadir(out / name, entries, what=str(finetune_src))
+            result[name] = finish_datadir(out / name, entries, what=str(finetune_src), utt2dur=utt2dur)
     return result
 
 

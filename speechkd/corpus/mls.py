@@ -118,7 +118,7 @@ def limited_splits(train_dir: Path, known) -> Dict[str, List[str]]:
 
 
 def prepare(src, out_dir, languages: Optional[Sequence[str]] = None, splits: Sequence[str] = DEFAULT_SPLITS,
-            limited: bool = True, check_audio: bool = True) -> Dict[str, DataDir]:
+            limited: bool = True, check_audio: bool = True, utt2dur: bool = False) -> Dict[str, DataDir]:
     """Write ``<out_dir>/<split>_<code>`` (+ ``train_{10min,1h,10h}_<code>``) per language.
 
     ``src``: an ``mls_<language>`` folder or a folder holding several; ``languages`` are MLS names
@@ -137,13 +137,15 @@ def prepare(src, out_dir, languages: Optional[Sequence[str]] = None, splits: Seq
             split_dir = found[lang] / split
             entries = read_transcripts(split_dir, code, check_audio)
             name = f"{split}_{code}"
-            result[name] = finish_datadir(Path(out_dir) / name, entries, what=str(split_dir / "transcripts.txt"))
+            result[name] = finish_datadir(Path(out_dir) / name, entries, what=str(split_dir / "transcripts.txt"),
+                                          utt2dur=utt2dur)
             if split == "train" and limited and (split_dir / "limited_supervision").is_dir():
                 for sub, utts in limited_splits(split_dir, entries["text"]).items():
                     keep = set(utts)
                     sub_entries = {k: {u: v for u, v in m.items() if u in keep} for k, m in entries.items()}
                     result[f"{sub}_{code}"] = finish_datadir(Path(out_dir) / f"{sub}_{code}", sub_entries,
-                                                             what=str(split_dir / "limited_supervision"))
+                                                             what=str(split_dir / "limited_supervision"),
+                                                             utt2dur=utt2dur)
     return result
 
 

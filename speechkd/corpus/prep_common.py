@@ -65,18 +65,53 @@ def clean_id(s: str) -> str:
     return "_".join(s.replace("/", "_").split())
 
 
-def finish_datadir(out_dir, entries: Mapping[str, Mapping[str, str]], what: str = "") -> DataDir:
-    """Write ``entries`` as a sorted data dir (spk2utt derived), validate it and log its size.
+def finish_datadir(out_dir, entries: Mapping[str, Mapping[str, str]], what: str = "",
+                   utt2dur: bool = False) -> DataDir:
+    """Write ``entries`` as a sorted data dir (spk2utt derived; ``utt2dur`` from the audio headers when
+    asked, see :func:`write_utt2dur`), validate it and log its size.
 
     Raises :class:`DataError` naming ``what`` (the metadata source) when there is no utterance.
     """
     if not entries.get("utt2spk"):
         raise DataError(what or out_dir, None, "no utterances found")
     d = write_datadir(out_dir, entries)
+    if utt2dur:
+        write_utt2dur(d.path)
     d.validate()
     log.info("%s: %d utterances, %d speakers%s", out_dir, len(entries["utt2spk"]),
              len(set(entries["utt2spk"].values())), f" (from {what})" if what else "")
     return d
+
+
+def write_utt2dur(data_dir) -> Dict[str, str]:
+    """Add ``utt2dur`` (seconds, 3 decimals) from the audio headers of ``wav.scp`` (soundfile.info).
+
+    Pipe entries (``cmd |``) are decoded with :func:`~speechkd.data.audio.load_audio`. A file that cannot
+    be read is a DataError naming the wav.scp line.
+    """
+    import soundfile as sf
+    from tqdm import tqdm
+
+    from ..data.audio import load_audio
+
+    d = DataDir(data_dir)
+    wavs = d.read("wav.scp")
+    out: Dict[str, str] = {}
+    for n, (utt, spec) in enumerate(tqdm(wavs.items(), desc=f"utt2dur {d.path.name}", unit="utt",
+                                         disable=len(wavs) < 200), 1):
+        try:
+            if spec.rstrip().endswith("|"):
+                dur = len(load_audio(spec, 16000, where=f"{d.file('wav.scp')}:{n} ({utt})")) / 16000
+            else:
+                info = sf.info(spec)
+                dur = info.frames / info.samplerate
+        except DataError:
+            raise
+        except Exception as e:  # noqa: BLE001 - soundfile raises several types
+            raise DataError(d.file("wav.scp"), n, f"cannot read audio header of '{utt}': {e}") from None
+        out[utt] = f"{dur:.3f}"
+    d.write("utt2dur", out)
+    return out
 
 
 def check_audio_exists(path: Path, meta_file, line: Optional[int], utt: str) -> None:

@@ -129,7 +129,8 @@ def read_jsonl(path: Path, audio_dir: Path, speakers: Dict[str, str], synthetic:
 
 
 def prepare(src, out_dir, splits: Sequence[str] = DEFAULT_SPLITS, synthetic: bool = False,
-            normalize: bool = False, check_audio: bool = True, audio_dir: Optional[str] = None) -> Dict[str, DataDir]:
+            normalize: bool = False, check_audio: bool = True, audio_dir: Optional[str] = None,
+            utt2dur: bool = False) -> Dict[str, DataDir]:
     """Write ``<out_dir>/<split>`` per split (+ ``train_synthetic`` with ``synthetic``).
 
     ``src``: the ``slurp`` checkout; ``audio_dir``: the folder holding ``slurp_real``/``slurp_synth`` when
@@ -147,7 +148,7 @@ def prepare(src, out_dir, splits: Sequence[str] = DEFAULT_SPLITS, synthetic: boo
             raise DataError(path, None, "split file not found")
         adir = find_audio_dir(base, "slurp_synth" if synth else "slurp_real")
         entries = read_jsonl(path, adir, speakers, synth, normalize, check_audio)
-        result[split] = finish_datadir(Path(out_dir) / split, entries, what=str(path))
+        result[split] = finish_datadir(Path(out_dir) / split, entries, what=str(path), utt2dur=utt2dur)
     return result
 
 

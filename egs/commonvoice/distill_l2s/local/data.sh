@@ -10,6 +10,7 @@ set -euo pipefail
 
 src=            # corpus folder on local disk (required)
 out=data        # parent folder of the data dirs
+utt2dur=false   # also write utt2dur (reads every audio header)
 langs=          # comma-separated language folders (default: all found)
 splits=train,dev,test
 audio=path      # path (soundfile decodes mp3) or ffmpeg (pipe to 16 kHz wav)
@@ -20,7 +21,7 @@ help_message="Usage: $0 --src <cv-corpus-* folder> [options]"
 
 if command -v speechkd-prepare-corpus >/dev/null 2>&1; then prep=(speechkd-prepare-corpus); else prep=(python3 -m speechkd.bin.prepare_corpus); fi
 mkdir -p "$out"
-"${prep[@]}" commonvoice --src "$src" --out "$out" --langs "$langs" --splits "$splits" --audio "$audio" > "$out/.prepared_commonvoice"
+"${prep[@]}" commonvoice --src "$src" --out "$out" --utt2dur "$utt2dur" --langs "$langs" --splits "$splits" --audio "$audio" > "$out/.prepared_commonvoice"
 while read -r dir _; do
   utils/validate_data_dir.sh "${dir%:}"
 done < "$out/.prepared_commonvoice"

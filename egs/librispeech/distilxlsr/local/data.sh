@@ -10,6 +10,7 @@ set -euo pipefail
 
 src=            # corpus folder on local disk (required)
 out=data        # parent folder of the data dirs
+utt2dur=false   # also write utt2dur (reads every audio header)
 subsets=train-clean-100,dev-clean
 lowercase=true
 help_message="Usage: $0 --src <LibriSpeech folder> [options]"
@@ -19,7 +20,7 @@ help_message="Usage: $0 --src <LibriSpeech folder> [options]"
 
 if command -v speechkd-prepare-corpus >/dev/null 2>&1; then prep=(speechkd-prepare-corpus); else prep=(python3 -m speechkd.bin.prepare_corpus); fi
 mkdir -p "$out"
-"${prep[@]}" librispeech --src "$src" --out "$out" --subsets "$subsets" --lowercase "$lowercase" > "$out/.prepared_librispeech"
+"${prep[@]}" librispeech --src "$src" --out "$out" --utt2dur "$utt2dur" --subsets "$subsets" --lowercase "$lowercase" > "$out/.prepared_librispeech"
 while read -r dir _; do
   utils/validate_data_dir.sh "${dir%:}"
 done < "$out/.prepared_librispeech"

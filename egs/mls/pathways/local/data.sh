@@ -10,6 +10,7 @@ set -euo pipefail
 
 src=            # corpus folder on local disk (required)
 out=data        # parent folder of the data dirs
+utt2dur=false   # also write utt2dur (reads every audio header)
 languages=      # comma-separated MLS names or codes (default: all found)
 splits=train,dev,test
 limited=true
@@ -20,7 +21,7 @@ help_message="Usage: $0 --src <folder of mls_<language> folders> [options]"
 
 if command -v speechkd-prepare-corpus >/dev/null 2>&1; then prep=(speechkd-prepare-corpus); else prep=(python3 -m speechkd.bin.prepare_corpus); fi
 mkdir -p "$out"
-"${prep[@]}" mls --src "$src" --out "$out" --languages "$languages" --splits "$splits" --limited "$limited" > "$out/.prepared_mls"
+"${prep[@]}" mls --src "$src" --out "$out" --utt2dur "$utt2dur" --languages "$languages" --splits "$splits" --limited "$limited" > "$out/.prepared_mls"
 while read -r dir _; do
   utils/validate_data_dir.sh "${dir%:}"
 done < "$out/.prepared_mls"

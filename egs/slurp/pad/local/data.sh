@@ -10,6 +10,7 @@ set -euo pipefail
 
 src=            # corpus folder on local disk (required)
 out=data        # parent folder of the data dirs
+utt2dur=false   # also write utt2dur (reads every audio header)
 splits=train,devel,test
 synthetic=false
 audio_dir=      # folder holding slurp_real/ (default: <src>/audio, <src> or its parent)
@@ -20,7 +21,7 @@ help_message="Usage: $0 --src <slurp checkout (dataset/slurp/*.jsonl)> [options]
 
 if command -v speechkd-prepare-corpus >/dev/null 2>&1; then prep=(speechkd-prepare-corpus); else prep=(python3 -m speechkd.bin.prepare_corpus); fi
 mkdir -p "$out"
-"${prep[@]}" slurp --src "$src" --out "$out" --splits "$splits" --synthetic "$synthetic" --audio-dir "$audio_dir" > "$out/.prepared_slurp"
+"${prep[@]}" slurp --src "$src" --out "$out" --utt2dur "$utt2dur" --splits "$splits" --synthetic "$synthetic" --audio-dir "$audio_dir" > "$out/.prepared_slurp"
 while read -r dir _; do
   utils/validate_data_dir.sh "${dir%:}"
 done < "$out/.prepared_slurp"
