@@ -1,18 +1,22 @@
 """speechkd: compress multilingual self-supervised speech models (distillation and pruning recipes)."""
+import os
+
 from setuptools import find_packages, setup
 
-# One console script per stage verb; each is a thin CLI over a library function (speechkd/bin/<verb>.py).
-VERBS = [
-    "synth_corpus", "phonemize", "align", "shuffle_phones", "compute_fbank", "compute_cmvn",
-    "pretrain", "distill", "finetune", "prune", "decode", "score", "export", "import_checkpoint",
-    "make_results", "validate_data_dir",
-]
+# One console script per stage verb: every speechkd/bin/<verb>.py with a main() becomes speechkd-<verb>
+# (a thin CLI over a library function).
+HERE = os.path.dirname(os.path.abspath(__file__))
+VERBS = sorted(
+    f[:-3] for f in os.listdir(os.path.join(HERE, "speechkd", "bin"))
+    if f.endswith(".py") and not f.startswith("_")
+    and "def main(" in open(os.path.join(HERE, "speechkd", "bin", f), encoding="utf-8").read()
+)
 
 setup(
     name="speechkd",
     version="0.1.0",
     description="Knowledge distillation and language-specific pruning for multilingual SSL speech models",
-    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description=open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["speechkd", "speechkd.*"]),

@@ -17,7 +17,7 @@ venv=${SPEECHKD_VENV:-$root/tools/venv}
 python=${PYTHON:-python3}
 apt_pkgs="espeak-ng libespeak-ng1 fortunes fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl fortunes-cs fortunes-ga"
 stamp=$venv/.speechkd_ok
-want=$(cat "$root/tools/requirements.txt" "$root/setup.py" "$root/tools/setup.sh" | sha1sum | cut -c1-16)
+want=$( (cat "$root/tools/requirements.txt" "$root/setup.py" "$root/tools/setup.sh"; ls "$root/speechkd/bin") | sha1sum | cut -c1-16)
 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
@@ -54,6 +54,6 @@ if ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
 fi
 echo "[setup] pip install -r tools/requirements.txt" >&2
 $pip install -q -r "$root/tools/requirements.txt"
-$pip install -q --no-deps --no-build-isolation -e "$root" >/dev/null
+$pip install -q --no-deps --no-build-isolation -e "$root" >/dev/null 2>&1 || $pip install --no-deps --no-build-isolation -e "$root"
 echo "$want" > "$stamp"
 echo "[setup] done: source $root/tools/activate.sh" >&2
