@@ -31,15 +31,17 @@ MP3 decoding needs libsndfile >= 1.1 (the ``soundfile`` 0.12+ wheels ship it; ch
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from ..data.datadir import DataDir
 from ..utils.errors import DataError
 from .prep_common import check_audio_exists, finish_datadir, new_entries, normalize_text, write_fake_audio
 
 log = logging.getLogger("speechkd")
+_HEX = re.compile(r"[0-9a-fA-F]+\Z")
 
 DEFAULT_SPLITS = ("train", "dev", "test")
 REQUIRED_COLUMNS = ("client_id", "path", "sentence")
@@ -90,6 +92,7 @@ def read_tsv(tsv, lang: str, clips: Path, audio: str = "path", sample_rate: int 
     speakers = {} if speakers is None else speakers
     entries = new_entries("wav.scp", "text", "utt2spk", "utt2lang")
     skipped = 0
+    clips = Path(clips).resolve()
     with open(tsv, encoding="utf-8", newline="") as f:
         header_line = f.readline()
         header = header_line.rstrip("\r\n").split("\t")
@@ -107,7 +110,7 @@ def read_tsv(tsv, lang: str, clips: Path, audio: str = "path", sample_rate: int 
             if len(fields) != len(header):
                 raise DataError(tsv, n, f"expected {len(header)} tab-separated fields, got {len(fields)}")
             client, clip, sentence = (fields[col[c]].strip() for c in REQUIRED_COLUMNS)
-            if not client or not all(c in "0123456789abcdefABCDEF" for c in client):
+            if not _HEX.match(client):
                 raise DataError(tsv, n, f"client_id '{client}' is not a hex hash")
             if not clip:
                 raise DataError(tsv, n, "empty path")
@@ -116,7 +119,7 @@ def read_tsv(tsv, lang: str, clips: Path, audio: str = "path", sample_rate: int 
                 raise DataError(tsv, n, f"two client_ids share the prefix '{spk}': raise spk_len")
             stem = clip.rsplit(".", 1)[0] if clip.endswith((".mp3", ".wav", ".flac", ".ogg")) else clip
             utt = f"{spk}-{stem}"
-            if any(c.isspace() for c in utt):
+            if len(utt.split()) != 1:
                 raise DataError(tsv, n, f"clip name '{clip}' contains whitespace")
             if utt in entries["text"]:
                 raise DataError(tsv, n, f"duplicate clip '{clip}'")
@@ -124,7 +127,7 @@ def read_tsv(tsv, lang: str, clips: Path, audio: str = "path", sample_rate: int 
             if not text:
                 skipped += 1
                 continue
-            path = (clips / clip).resolve()
+            path = Path(f"{clips}/{clip}")
             if check_audio:
                 check_audio_exists(path, tsv, n, utt)
             entries["wav.scp"][utt] = audio_spec(path, audio, sample_rate)

@@ -54,6 +54,7 @@ def read_csv(path: Path, root: Path, normalize: bool = False, check_audio: bool 
     from tqdm import tqdm
 
     entries = new_entries("wav.scp", "text", "utt2spk", "utt2lang", "utt2intent")
+    root = Path(root).resolve()
     with open(path, encoding="utf-8", newline="") as f:
         reader = csv.reader(f)
         header = next(reader, None)
@@ -79,7 +80,7 @@ def read_csv(path: Path, root: Path, normalize: bool = False, check_audio: bool 
             text = normalize_text(trans, "en") if normalize else " ".join(trans.split())
             if not text:
                 raise DataError(path, n, "transcription is empty after normalisation")
-            audio = (root / rel).resolve()
+            audio = Path(f"{root}/{rel}")
             if check_audio:
                 check_audio_exists(audio, path, n, utt)
             entries["wav.scp"][utt] = str(audio)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 from ..data.datadir import DataDir
 from ..utils.errors import DataError
@@ -56,6 +56,7 @@ def read_trans_dirs(roots: Iterable[Path], lowercase: bool = False, check_audio:
     entries = new_entries("wav.scp", "text", "utt2spk", "utt2lang")
     for tf in tqdm(files, desc=desc, unit="chapter", disable=len(files) < 50):
         prefix = tf.name[: -len(".trans.txt")]
+        chapter_dir = tf.parent.resolve()
         with open(tf, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
@@ -69,7 +70,7 @@ def read_trans_dirs(roots: Iterable[Path], lowercase: bool = False, check_audio:
                     raise DataError(tf, n, f"utterance id '{utt}' does not match '{prefix}-<utt>'")
                 if utt in entries["text"]:
                     raise DataError(tf, n, f"duplicate utterance '{utt}'")
-                audio = (tf.parent / f"{utt}.flac").resolve()
+                audio = chapter_dir / f"{utt}.flac"
                 if check_audio:
                     check_audio_exists(audio, tf, n, utt)
                 text = " ".join(parts[1].split())

@@ -66,6 +66,7 @@ def read_transcripts(split_dir: Path, code: str, check_audio: bool = True) -> Di
         raise DataError(tf, None, "transcripts file not found")
     ext = ".opus" if split_dir.parent.name.endswith("_opus") else ".flac"
     entries = new_entries("wav.scp", "text", "utt2spk", "utt2lang")
+    audio_root = (split_dir / "audio").resolve()
     with open(tf, encoding="utf-8") as f:
         for n, line in enumerate(tqdm(f, desc=f"{split_dir.parent.name}/{split_dir.name}", unit="utt",
                                       mininterval=2.0), 1):
@@ -83,7 +84,7 @@ def read_transcripts(split_dir: Path, code: str, check_audio: bool = True) -> Di
                 raise DataError(tf, n, f"utterance '{utt}' has an empty transcript")
             if utt in entries["text"]:
                 raise DataError(tf, n, f"duplicate utterance '{utt}'")
-            audio = (split_dir / "audio" / fields[0] / fields[1] / f"{utt}{ext}").resolve()
+            audio = Path(f"{audio_root}/{fields[0]}/{fields[1]}/{utt}{ext}")
             if check_audio:
                 check_audio_exists(audio, tf, n, utt)
             entries["wav.scp"][utt] = str(audio)

@@ -146,15 +146,6 @@ def write_fake_audio(path, seed: int, seconds: float = 0.3, sr: int = 16000) -> 
     return path
 
 
-def parse_list(value, what: str = "list") -> list:
-    """``"a,b c"`` or ``["a", "b"]`` -> ``["a", "b", "c"]`` (CLI option helper)."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [v for v in value.replace(",", " ").split() if v]
-    return [str(v) for v in value]
-
-
 def new_entries(*names: str) -> Dict[str, Dict[str, str]]:
     """A fresh ``{name: {}}`` dict of data-dir files, e.g. ``new_entries("wav.scp", "text", "utt2spk")``."""
     return {n: {} for n in names}

@@ -85,6 +85,7 @@ def read_jsonl(path: Path, audio_dir: Path, speakers: Dict[str, str], synthetic:
 
     entries = new_entries("wav.scp", "text", "utt2spk", "utt2lang", "utt2intent")
     dups = 0
+    audio_dir = Path(audio_dir).resolve()
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(tqdm(f, desc=path.name, unit="rec", mininterval=2.0), 1):
             if not line.strip():
@@ -115,7 +116,7 @@ def read_jsonl(path: Path, audio_dir: Path, speakers: Dict[str, str], synthetic:
                 if utt in entries["text"]:
                     dups += 1
                     continue
-                audio = (audio_dir / fname).resolve()
+                audio = Path(f"{audio_dir}/{fname}")
                 if check_audio:
                     check_audio_exists(audio, path, n, utt)
                 entries["wav.scp"][utt] = str(audio)
