@@ -102,11 +102,15 @@ class _GatherLogProbs(torch.autograd.Function):
         for s in range(0, B, bc):
             e = min(B, s + bc)
             gb, gl = g_blank[s:e], g_label[s:e]
-            g = torch.exp(logits[s:e].to(lse.dtype) - lse[s:e, ..., None]) * (-(gb + gl))[..., None]
+            # work in place in the gradient buffer when dtypes allow (no temporary of logits' size)
+            g = grad[s:e] if grad.dtype == lse.dtype else torch.empty_like(logits[s:e], dtype=lse.dtype)
+            torch.sub(logits[s:e], lse[s:e, ..., None], out=g)
+            g.exp_().mul_((-(gb + gl))[..., None])                       # -softmax * (gb + gl)
             g[..., blank] += gb
             gi = idx[s:e, None, :, None].expand(e - s, T, U1, 1)
             g.scatter_add_(-1, gi, gl[..., None])
-            grad[s:e] = g.to(grad.dtype)
+            if g.data_ptr() != grad[s:e].data_ptr():
+                grad[s:e] = g.to(grad.dtype)
             del g
         return grad, None, None, None
 
