@@ -132,16 +132,16 @@ def test_attention_matches_manual_with_masks():
     x = torch.randn(2, 6, 16)
     pad = lengths_to_padding_mask(torch.tensor([6, 4]), 6)
     chunk = (torch.arange(6)[None, :] // 2) <= (torch.arange(6)[:, None] // 2)   # chunk size 2, no look-ahead
-    mask = build_attention_mask(pad, chunk, 2, 6)
-    y = att(x, mask)
     q = att.q_proj(x).view(2, 6, 4, 4).transpose(1, 2)
     k = att.k_proj(x).view(2, 6, 4, 4).transpose(1, 2)
     v = att.v_proj(x).view(2, 6, 4, 4).transpose(1, 2)
-    scores = q @ k.transpose(-1, -2) / 2.0
-    allowed = chunk[None, None] & ~pad[:, None, None, :]
-    scores = scores.masked_fill(~allowed, float("-inf"))
-    ref = att.out_proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(2, 6, 16))
-    assert (y - ref).abs().max().item() < 1e-5
+    for extra in (chunk, None):
+        y = att(x, build_attention_mask(pad, extra, 2, 6))
+        allowed = ~pad[:, None, None, :] if extra is None else extra[None, None] & ~pad[:, None, None, :]
+        scores = (q @ k.transpose(-1, -2) / 2.0).masked_fill(~allowed, float("-inf"))
+        ref = att.out_proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(2, 6, 16))
+        assert (y - ref).abs().max().item() < 1e-5
+    assert build_attention_mask(None, None, 2, 6) is None
 
 
 def test_chunk_mask_streaming_no_future_leak_no_nan():

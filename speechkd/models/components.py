@@ -207,7 +207,8 @@ def build_attention_mask(padding_mask: Optional[Tensor], attn_mask: Optional[Ten
         padding_mask: (B, T) bool, True = padding, or None.
         attn_mask: (T, T) or (B, T, T) bool (True = may attend) or additive float mask, or None.
     Returns:
-        None (attend everywhere: fastest kernels) or (B, 1, T, T) bool / float mask. Rows that would
+        None (attend everywhere: fastest kernels) or a bool / float mask broadcastable to (B, 1, T, T)
+        ((B, 1, 1, T) for padding alone). Rows that would
         attend to nothing (e.g. padded query frames under a chunk mask) are opened fully, so no NaN
         ever appears (their outputs are padding anyway).
     """
@@ -221,8 +222,8 @@ def build_attention_mask(padding_mask: Optional[Tensor], attn_mask: Optional[Ten
             mask = mask.masked_fill(dead, 0.0)
         return mask
     allowed = None
-    if padding_mask is not None:
-        allowed = (~padding_mask)[:, None, None, :].expand(batch, 1, length, length)
+    if padding_mask is not None:  # (B, 1, 1, T): broadcast over queries, no T x T tensor needed
+        allowed = (~padding_mask)[:, None, None, :]
     if attn_mask is not None:
         am = attn_mask if attn_mask.dim() == 4 else attn_mask.reshape(-1, 1, length, length)
         allowed = am if allowed is None else allowed & am
