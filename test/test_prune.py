@@ -200,6 +200,10 @@ def test_plot_export_counts_and_save(tmp_path):
     counts = pw.param_counts()
     assert counts["en"] == dense_total - pruned_total + sum(int(v.sum()) for v in a.values())
     exp, info = export_sparse(m, a, csr=True)
+    exp_b, info_b = export_sparse(pw, "de")
+    assert info_b["params_nonzero"] == counts["de"]
+    assert all((get_weight(exp_b, n)[~v] == 0).all() for n, v in b.items())
+    assert pw.export("en")[1]["params_nonzero"] == counts["en"]
     assert info["params_total"] == dense_total and info["params_nonzero"] == counts["en"]
     for n, v in a.items():
         w = get_weight(exp, n)

@@ -5,7 +5,7 @@ Example::
 
     >>> masks = magnitude_masks(model, 0.5, scope="global")        # {name: bool mask}, exactly 50 % zeros
     >>> apply_masks(model, masks)
-    >>> schedule = sparsity_schedule(0.7, steps=3)                  # [0.3305, 0.5519, 0.7]
+    >>> schedule = sparsity_schedule(0.7, steps=3)                  # [0.3306, 0.5519, 0.7] (rounded)
     >>> masks = iterative_magnitude_pruning(model, 0.7, steps=3, train_fn=lambda m, i: finetune(m))
 
 Exactness: the number of pruned weights is ``round(sparsity * total)`` (over all weights for

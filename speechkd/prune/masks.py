@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Dict, Iterable, Optional, Sequence
 
-import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 

@@ -176,6 +176,10 @@ class Pathways:
         """Parameters used by each language: kept pruned-weight entries + all unpruned parameters."""
         return {lang: _param_count(self.model, m) for lang, m in self.masks.items()}
 
+    def export(self, lang: str, csr: bool = False):
+        """``export_sparse(self.model, self.masks[lang], csr)``: dense-shaped model of pathway ``lang``."""
+        return export_sparse(self.model, self.masks[lang], csr)
+
     def save(self, path) -> None:
         save_pathway_masks(path, self.masks)
 
@@ -205,13 +209,20 @@ def _copy_module(model: nn.Module) -> nn.Module:
             apply_masks(model, current)
 
 
-def export_sparse(model: nn.Module, masks: Masks, csr: bool = False):
+def export_sparse(model, masks, csr: bool = False):
     """A dense-shaped copy of ``model`` with zeros outside ``masks`` (parametrizations removed).
+
+    Call as ``export_sparse(model, masks_dict)`` or ``export_sparse(pathways, "en")`` (the mask of a
+    language held by a :class:`Pathways`; the copy is made of ``pathways.model``).
 
     Returns ``(model_copy, info)``; ``info`` holds ``params_total`` (dense count), ``params_nonzero``
     (kept pruned-weight entries + unpruned parameters), ``sparsity`` of the pruned weights and, with
     ``csr=True``, ``csr``: ``{weight_name: torch.sparse_csr_tensor}`` for each (2-D) pruned weight.
     """
+    if isinstance(model, Pathways):
+        if isinstance(masks, str):
+            masks = model.masks[masks]
+        model = model.model
     out = _copy_module(model)
     remove_masks(out, bake=False)
     with torch.no_grad():
