@@ -1,0 +1,386 @@
+"""Speech → speech distillation training (DistilHuBERT / HuBERT-KD / DistilXLSR style).
+
+Library form of ``speechkd-distill``::
+
+    cfg = load_config("conf/distill.yaml", defaults=DISTILL_DEFAULTS)
+    model_dir = distill(cfg, "exp/teacher/model", "data/train", "data/dev", "exp/student")
+    student, config = load_checkpoint(model_dir)     # SSLModel (type ssl), no prediction heads
+
+Config sections (every key overridable as ``--section.key value``):
+
+``student``
+    ``preset`` (``shallow_wide`` | ``middle`` | ``deep_thin``, equal-parameter structures of
+    :func:`~speechkd.distill.student.preset_config`) or ``n_layers`` (+ ``d_model``, ``ffn_dim``,
+    ``n_heads``); ``frontend`` ``cnn`` (the teacher's waveform CNN) or ``fbank`` (80-dim Fbank, read
+    from ``feats.scp`` + CMVN); ``init`` ``jump`` | ``first`` | ``none`` | a list of teacher layers
+    (1-based) for the student layers; ``init_frontend`` copies the teacher front-end/projection/pos-conv
+    where shapes match (also with ``init: none``); ``init_from`` a student checkpoint whose weights are
+    loaded afterwards (e.g. the front-end stage's output); ``freeze_frontend`` keeps the front-end
+    (+ projection) fixed; ``head`` ``expand_last`` | ``layerwise``; ``overrides`` any other
+    :class:`~speechkd.models.ssl.SSLConfig` field (dropout, ...).
+``distill``
+    ``stage``: ``full`` (layer regression + optional discriminative loss) or ``frontend`` (stage A of
+    hubert_kd: only the student front-end + projection are trained, L1 to the teacher's
+    CNN+projection output ``frontend_out``); ``target_layers`` (teacher layers, 1-based; null =
+    every L_t/``n_targets``-th).
+``loss``
+    ``w_rec`` (L1), ``w_cos`` (−log σ(cos)), ``w_disc`` (KL(teacher || student) over the teacher's
+    HuBERT codebook; needs a teacher with a HubertHead), ``disc_kind`` ``type1`` (student projected
+    into the teacher's ``final_proj`` space, cos with the frozen label embeddings / τ) | ``type2``
+    (linear logits), ``tau`` (null = the teacher's ``logit_temp``).
+``spec_augment``
+    ``enabled``, ``freq_masks``, ``freq_width``, ``time_masks``, ``time_width``: SpecAugment on the
+    student's Fbank input in training (the teacher always sees clean input).
+``data`` / ``optim`` / ``train``
+    as for every trainer (:data:`speechkd.train.data.DATA_DEFAULTS`, ``OPTIM_DEFAULTS``,
+    ``TRAIN_DEFAULTS``); ``data.cmvn`` is the student's CMVN (fbank student).
+
+When the teacher reads waveforms (CNN) and the student Fbank (or the reverse) the loader gives both
+inputs of each utterance: ``x`` (teacher) and ``s_x`` (student) — see :class:`PairedDataset`.
+
+Outputs: ``exp/model`` (student SSL checkpoint, heads dropped, + ``cmvn.npz`` for a Fbank student;
+loadable by ``speechkd-finetune --init``), ``exp/model_best``, ``exp/checkpoints/step_N`` (with the
+heads in ``train_state.pt``), ``exp/train.log`` (per-layer ``l1/<k>``, ``cos/<k>``, ``kl``), and
+``exp/tensorboard``.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from ..data.collate import collate, pad_sequence
+from ..data.sampler import BucketBatchSampler
+from ..models.checkpoint import load_checkpoint
+from ..models.ssl import SSLModel
+from ..train.data import DATA_DEFAULTS, make_dataset, resolve_cmvn, units_per_second
+from ..train.trainer import OPTIM_DEFAULTS, TRAIN_DEFAULTS, Trainer, seed_everything
+from ..utils.config import merge, save_config
+from ..utils.errors import ConfigError
+from .losses import DiscriminativeHead, DistillLoss, frontend_loss, lengths_to_padding_mask
+from .student import (Distiller, default_target_layers, init_student_from_teacher, preset_config,
+                      student_config)
+
+log = logging.getLogger("speechkd")
+
+DISTILL_DEFAULTS: Dict = {
+    "student": {"preset": None, "n_layers": 2, "d_model": None, "ffn_dim": None, "n_heads": None,
+                "frontend": "cnn", "init": "jump", "init_frontend": True, "init_from": None,
+                "freeze_frontend": False, "head": "expand_last", "overrides": {}},
+    "distill": {"stage": "full", "target_layers": None, "n_targets": 4},
+    "loss": {"w_rec": 1.0, "w_cos": 1.0, "w_disc": 0.0, "disc_kind": "type1", "tau": None},
+    "spec_augment": {"enabled": False, "freq_masks": 2, "freq_width": 10, "time_masks": 2, "time_width": 20},
+    "data": dict(DATA_DEFAULTS),
+    "optim": dict(OPTIM_DEFAULTS, lr=5e-4, warmup_steps=100),
+    "train": dict(TRAIN_DEFAULTS, max_steps=1000),
+}
+
+STAGES = ("full", "frontend")
+
+
+# ------------------------------------------------------------------------------------------ data
+class PairedDataset(torch.utils.data.Dataset):
+    """The same utterances for two inputs: ``x`` from ``teacher_ds`` and ``s_x`` from ``student_ds``.
+
+    Used when teacher and student front-ends differ (waveform CNN teacher, Fbank student). Utterances
+    are those of ``teacher_ds`` that ``student_ds`` also has (a missing one is logged and dropped);
+    ``lengths`` are the teacher's (for the bucket sampler).
+
+    Example::
+
+        ds = PairedDataset(WavDataset("data/train"), FeatsDataset("data/train", cmvn="cmvn.npz"))
+        ds[0]["x"].shape, ds[0]["s_x"].shape     # (S,), (T, 80)
+    """
+
+    def __init__(self, teacher_ds, student_ds):
+        s_index = {u: i for i, u in enumerate(student_ds.utts)}
+        keep = [i for i, u in enumerate(teacher_ds.utts) if u in s_index]
+        if len(keep) < len(teacher_ds.utts):
+            log.warning("%d of %d utterances have no student input (e.g. missing from feats.scp): dropped",
+                        len(teacher_ds.utts) - len(keep), len(teacher_ds.utts))
+        if not keep:
+            raise ConfigError("teacher and student data share no utterance")
+        self.t, self.s = teacher_ds, student_ds
+        self.t_index = keep
+        self.s_index = [s_index[teacher_ds.utts[i]] for i in keep]
+        self.utts = [teacher_ds.utts[i] for i in keep]
+        self.lengths = [teacher_ds.lengths[i] for i in keep]
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    def __getitem__(self, i: int) -> Dict:
+        item = self.t[self.t_index[i]]
+        item["s_x"] = self.s[self.s_index[i]]["x"]
+        return item
+
+
+def paired_collate(items: List[Dict]) -> Dict:
+    """:func:`~speechkd.data.collate.collate` plus ``s_x`` (zero padded) and ``s_x_lengths``."""
+    s = [torch.as_tensor(it.pop("s_x")) for it in items] if "s_x" in items[0] else None
+    batch = collate(items)
+    if s is not None:
+        batch["s_x"] = pad_sequence(s, 0.0)
+        batch["s_x_lengths"] = torch.tensor([x.shape[0] for x in s], dtype=torch.long)
+    return batch
+
+
+def make_distill_loader(ds, frontend: str, data_cfg: dict, seed: int = 0, train: bool = True):
+    """DataLoader with a bucket sampler bounded by ``batch_seconds`` (in ``frontend``'s units)."""
+    max_units = int(float(data_cfg.get("batch_seconds", 40.0)) * units_per_second(frontend, data_cfg))
+    sampler = BucketBatchSampler(ds.lengths, max_units, max_batch_size=data_cfg.get("max_batch_size"),
+                                 shuffle=train, seed=seed, world_size=None if train else 1,
+                                 rank=None if train else 0)
+    return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=paired_collate,
+                                       num_workers=int(data_cfg.get("num_workers", 0)))
+
+
+# ----------------------------------------------------------------------------------- SpecAugment
+def spec_augment(x: Tensor, lengths: Optional[Tensor], freq_masks: int = 2, freq_width: int = 10,
+                 time_masks: int = 2, time_width: int = 20, generator: Optional[torch.Generator] = None) -> Tensor:
+    """Zero ``freq_masks`` random bands (width < ``freq_width``) and ``time_masks`` random spans
+    (width < ``time_width``, inside each utterance's valid length) of Fbank features.
+
+    Args:
+        x: (B, T, F) features (CMVN-normalised, so zero = the mean).
+        lengths: (B,) valid frames or None.
+    Returns:
+        a masked copy of ``x``.
+    """
+    B, T, F = x.shape
+    keep = torch.ones(B, T, F, dtype=torch.bool, device=x.device)
+    lens = lengths.tolist() if lengths is not None else [T] * B
+    r = lambda hi: int(torch.randint(0, max(1, hi), (1,), generator=generator))  # noqa: E731
+    for b in range(B):
+        for _ in range(freq_masks):
+            w = r(freq_width)
+            f0 = r(F - w + 1)
+            keep[b, :, f0:f0 + w] = False
+        for _ in range(time_masks):
+            w = min(r(time_width), int(lens[b]))
+            t0 = r(int(lens[b]) - w + 1)
+            keep[b, t0:t0 + w, :] = False
+    return x * keep.to(x.dtype)
+
+
+# ------------------------------------------------------------------------------------------ model
+def _init_mode(init) -> Union[str, List[int], None]:
+    if init is None or (isinstance(init, str) and init.lower() == "none"):
+        return None
+    if isinstance(init, str) and init not in ("jump", "first"):
+        raise ConfigError(f"student.init must be jump, first, none or a list of teacher layers, got '{init}'")
+    return init if isinstance(init, str) else [int(v) for v in init]
+
+
+def build_student_from_config(teacher: SSLModel, scfg: dict) -> SSLModel:
+    """Student :class:`SSLModel` from the ``student`` config section, initialised from the teacher."""
+    overrides = dict(scfg.get("overrides") or {})
+    frontend = scfg.get("frontend", "cnn")
+    if scfg.get("preset"):
+        cfg = preset_config(teacher.cfg, scfg["preset"], frontend=frontend, **overrides)
+    else:
+        if not scfg.get("n_layers"):
+            raise ConfigError("student needs a preset or n_layers")
+        cfg = student_config(teacher.cfg, int(scfg["n_layers"]), d_model=scfg.get("d_model"),
+                             ffn_dim=scfg.get("ffn_dim"), n_heads=scfg.get("n_heads"), frontend=frontend,
+                             **overrides)
+    student = SSLModel(cfg)
+    mode = _init_mode(scfg.get("init", "jump"))
+    same_width = cfg.d_model == teacher.cfg.d_model and cfg.ffn_dim == teacher.cfg.ffn_dim
+    if mode is not None and not same_width:
+        log.warning("student width %d/%d differs from the teacher's %d/%d: encoder layers not initialised "
+                    "from the teacher", cfg.d_model, cfg.ffn_dim, teacher.cfg.d_model, teacher.cfg.ffn_dim)
+        mode = None
+    if mode is not None or scfg.get("init_frontend", True):
+        used = init_student_from_teacher(student, teacher, mode)
+        log.info("student initialised from the teacher (encoder layers %s)", used or "none")
+    if scfg.get("init_from"):
+        src, _ = load_checkpoint(scfg["init_from"])
+        try:
+            student.load_state_dict(src.state_dict())
+        except RuntimeError as e:
+            raise ConfigError(f"{scfg['init_from']}: student.init_from does not match the student: "
+                              f"{str(e).splitlines()[0]}") from None
+        log.info("student weights loaded from %s", scfg["init_from"])
+    n = sum(p.numel() for p in student.parameters())
+    log.info("student: %d layers x %d (%s front-end), %.2fM params", cfg.n_layers, cfg.d_model, frontend, n / 1e6)
+    return student
+
+
+class DistillTask(nn.Module):
+    """Student + heads + loss; the frozen teacher is held outside the module tree (not saved, not trained).
+
+    ``forward(batch) -> (loss, stats)`` with ``batch`` from :func:`paired_collate`: ``x``/``x_lengths``
+    the teacher input and, when the front-ends differ, ``s_x``/``s_x_lengths`` the student input.
+    """
+
+    def __init__(self, teacher: SSLModel, student: SSLModel, cfg: dict):
+        super().__init__()
+        self._teacher = [teacher.eval().requires_grad_(False)]
+        dcfg, lcfg, scfg = cfg["distill"], cfg["loss"], cfg["student"]
+        self.stage = dcfg.get("stage", "full")
+        if self.stage not in STAGES:
+            raise ConfigError(f"distill.stage must be one of {', '.join(STAGES)}, got '{self.stage}'")
+        L_t = teacher.cfg.n_layers
+        layers = dcfg.get("target_layers") or default_target_layers(L_t, int(dcfg.get("n_targets", 4)))
+        layers = [int(k) for k in layers]
+        if not all(1 <= k <= L_t for k in layers):
+            raise ConfigError(f"distill.target_layers {layers} must be in 1..{L_t}")
+        self.target_layers = layers
+        self.distiller = Distiller(student, layers, teacher.cfg.d_model, head=scfg.get("head", "expand_last"),
+                                   n_teacher_layers=L_t)
+        w_disc = float(lcfg.get("w_disc", 0.0)) if self.stage == "full" else 0.0
+        if w_disc > 0 and teacher.head is None:
+            raise ConfigError("loss.w_disc > 0 needs a teacher with a HuBERT head (num_labels > 0)")
+        head = teacher.head
+        tau = float(lcfg["tau"]) if lcfg.get("tau") else (head.logit_temp if head is not None else 0.1)
+        self.tau = tau
+        self.loss = DistillLoss(float(lcfg.get("w_rec", 1.0)), float(lcfg.get("w_cos", 1.0)), w_disc,
+                                student.cfg.d_model, head.final_proj.out_features if head is not None else None,
+                                head.label_embs.shape[0] if head is not None else None,
+                                lcfg.get("disc_kind", "type1"), tau, layer_names=layers)
+        if w_disc > 0 and lcfg.get("disc_kind", "type1") == "type1":
+            self.loss.disc_head = DiscriminativeHead.from_hubert_head(head, student.cfg.d_model)
+            self.loss.disc_head.tau = tau
+        self.spec_cfg = cfg.get("spec_augment") or {}
+        if self.stage == "frontend":
+            trainable = ("feature_extractor.", "feature_projection.")
+            for n, p in student.named_parameters():
+                p.requires_grad_(n.startswith(trainable))
+            for p in self.distiller.heads.parameters():
+                p.requires_grad_(False)
+        elif scfg.get("freeze_frontend"):
+            for n, p in student.named_parameters():
+                if n.startswith(("feature_extractor.", "feature_projection.")):
+                    p.requires_grad_(False)
+
+    @property
+    def teacher(self) -> SSLModel:
+        return self._teacher[0]
+
+    @property
+    def student(self) -> SSLModel:
+        return self.distiller.student
+
+    def _apply(self, fn, *args, **kwargs):  # .to(device) also moves the (unregistered) teacher
+        self._teacher[0]._apply(fn, *args, **kwargs)
+        return super()._apply(fn, *args, **kwargs)
+
+    def student_input(self, batch):
+        if "s_x" in batch:
+            x, lengths = batch["s_x"], batch["s_x_lengths"]
+        else:
+            x, lengths = batch["x"], batch["x_lengths"]
+        if self.training and self.spec_cfg.get("enabled") and self.student.cfg.frontend == "fbank":
+            x = spec_augment(x, lengths, int(self.spec_cfg.get("freq_masks", 2)),
+                             int(self.spec_cfg.get("freq_width", 10)), int(self.spec_cfg.get("time_masks", 2)),
+                             int(self.spec_cfg.get("time_width", 20)))
+        return x, lengths
+
+    def forward(self, batch):
+        t_x, t_len = batch["x"], batch["x_lengths"]
+        s_x, s_len = self.student_input(batch)
+        teacher = self.teacher
+        if self.stage == "frontend":
+            with torch.no_grad():
+                t_fe, t_fe_len = teacher.extract_features(t_x, t_len)
+            s_fe, s_fe_len = self.student.extract_features(s_x, s_len)
+            loss = frontend_loss(s_fe, t_fe, s_fe_len, t_fe_len)
+            return loss, {"fe_l1": float(loss.detach())}
+        with torch.no_grad():
+            t_out = teacher(t_x, t_len, mask=False)
+            targets = [t_out.hidden_states[k] for k in self.target_layers]
+            t_logits = None
+            if self.loss.disc_head is not None:
+                proj = teacher.head.final_proj(t_out.last_hidden_state)
+                from .losses import codebook_logits
+
+                t_logits = codebook_logits(proj, teacher.head.label_embs, self.tau)
+        out = self.distiller(s_x, s_len)
+        T = min(out.padding_mask.shape[1], t_out.padding_mask.shape[1])
+        lengths = torch.minimum(out.lengths, t_out.lengths).clamp(max=T)
+        pm = lengths_to_padding_mask(lengths, T)
+        preds = [p[:, :T] for p in out.preds]
+        targets = [t[:, :T] for t in targets]
+        loss, logs = self.loss(preds, targets, pm,
+                               student_last=out.student.last_hidden_state[:, :T],
+                               teacher_logits=t_logits[:, :T] if t_logits is not None else None,
+                               codebook=teacher.head.label_embs if teacher.head is not None else None)
+        return loss, logs
+
+
+def distill_step(task, batch):
+    return task(batch)
+
+
+# ----------------------------------------------------------------------------------------- recipe
+def _normalise_cfg(cfg: dict) -> dict:
+    cfg = merge(DISTILL_DEFAULTS, cfg)
+    for sec in ("student", "distill", "loss", "spec_augment"):
+        unknown = set(cfg[sec]) - set(DISTILL_DEFAULTS[sec])
+        if unknown:
+            raise ConfigError(f"unknown {sec} option(s): {', '.join(sorted(unknown))}")
+    return cfg
+
+
+def distill(cfg: dict, teacher_dir, train_data, valid_data=None, exp_dir="exp/student") -> Path:
+    """Distil the teacher checkpoint into a student (see module doc); returns ``exp_dir/model``."""
+    cfg = _normalise_cfg(cfg)
+    exp_dir = Path(exp_dir)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    teacher, t_cfg = load_checkpoint(teacher_dir)
+    if not isinstance(teacher, SSLModel):
+        raise ConfigError(f"{teacher_dir}: teacher must be an SSL checkpoint (type ssl), "
+                          f"got '{t_cfg['model'].get('type')}'")
+    seed = int(cfg["train"].get("seed", 0))
+    seed_everything(seed)                          # student init (heads, random layers) is seeded
+    student = build_student_from_config(teacher, cfg["student"])
+    task = DistillTask(teacher, student, cfg)
+    cfg["teacher"] = str(teacher_dir)
+    cfg["distill"] = dict(cfg["distill"], target_layers=task.target_layers)
+
+    # data: one input kind per front-end; both when they differ
+    data_cfg = cfg["data"]
+    t_fe, s_fe = teacher.cfg.frontend, student.cfg.frontend
+    t_cmvn = s_cmvn = None
+    if t_fe == "fbank":
+        t_cmvn = Path(teacher_dir) / "cmvn.npz"
+        if not t_cmvn.exists():
+            raise ConfigError(f"{teacher_dir}: Fbank teacher without cmvn.npz")
+    if s_fe == "fbank":
+        s_cmvn = resolve_cmvn(data_cfg, train_data, exp_dir, init_dir=teacher_dir if t_fe == "fbank" else None)
+        cfg["data"] = dict(data_cfg, cmvn=str(s_cmvn))
+
+    def dataset(d):
+        t_ds = make_dataset(t_fe, d, data_cfg, cmvn=t_cmvn, text_file=None)
+        if t_fe == s_fe and (t_fe == "cnn" or Path(t_cmvn).resolve() == Path(s_cmvn).resolve()):
+            return t_ds
+        return PairedDataset(t_ds, make_dataset(s_fe, d, data_cfg, cmvn=s_cmvn, text_file=None))
+
+    train_loader = make_distill_loader(dataset(train_data), t_fe, data_cfg, seed=seed, train=True)
+    valid_loader = (make_distill_loader(dataset(valid_data), t_fe, data_cfg, seed=seed, train=False)
+                    if valid_data is not None else None)
+    cfg["model"] = student.model_config()
+    save_config(cfg, exp_dir / "config.yaml")
+    n_train = sum(p.numel() for p in task.parameters() if p.requires_grad)
+    log.info("distillation stage '%s': targets %s, %d trainable params", task.stage, task.target_layers, n_train)
+
+    def extra_save(d: Path):
+        if s_cmvn is not None:
+            shutil.copyfile(s_cmvn, d / "cmvn.npz")
+
+    trainer = Trainer(task, distill_step, cfg["optim"], exp_dir, cfg,
+                      state_dict_fn=lambda t: t.distiller.student.state_dict(), extra_save_fn=extra_save)
+    trainer.fit(train_loader, valid_loader)
+    return exp_dir / "model"
+
+
+def target_layers_of(exp_dir) -> Sequence[int]:
+    """Teacher layers a finished distillation run predicted (from its ``config.yaml``)."""
+    from ..utils.config import load_yaml
+
+    return list(load_yaml(Path(exp_dir) / "config.yaml")["distill"]["target_layers"])
