@@ -31,7 +31,7 @@ import logging
 import multiprocessing as mp
 import random
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 

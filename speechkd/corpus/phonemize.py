@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from ..data.datadir import DataDir

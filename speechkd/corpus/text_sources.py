@@ -16,13 +16,12 @@ names the ``apt-get install`` command.
 """
 from __future__ import annotations
 
-import os
 import re
 import unicodedata
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
-from ..utils.errors import DataError, SpeechkdError
+from ..utils.errors import SpeechkdError
 
 FORTUNE_DIRS = ("/usr/share/games/fortunes", "/usr/share/fortunes")
 
