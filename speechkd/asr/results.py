@@ -13,6 +13,11 @@ Table spec (YAML or JSON)::
       - {name: student (shuffled), exp: "exp/student_shuf_seed*/ft"}
     notes: ["Fine-tuned on 50 utterances per language."]
 
+Two more column kinds: ``{name: params (M), file: params.json, key: params_M}`` reads a number from
+``<exp>/<file>`` (JSON) instead of a score, and ``{name: avg, mean_of: [de, es]}`` is, per run dir, the mean
+of the named columns (then summarised over seeds like the others). ``sections: [{title: ..., file: ...}]``
+appends text files (e.g. a markdown table written by a stage) after the summary.
+
 Each cell reads ``<exp>/<decode>/score.json`` for every directory the ``exp`` glob matches (one per seed)
 and shows ``mean ± std (n=k)`` over seeds (sample std) or the single value. In each column the best row
 is compared with the others: when the gap is smaller than the larger seed spread of the two, the notes
@@ -64,11 +69,18 @@ def _cpu_name() -> str:
 
 
 def collect_environment(root=".") -> Dict[str, str]:
-    """Date (UTC), git hash (+ ``-dirty``), python, torch, CPU (name, cores) and GPU of this machine."""
+    """Date (UTC), git hash (+ ``-dirty``; of ``root``'s repository, else speechkd's), python, torch,
+    CPU (name, cores) and GPU of this machine."""
     import torch
 
-    git = _git(root, "rev-parse", "--short", "HEAD") or "unknown"
-    if git != "unknown" and _git(root, "status", "--porcelain", "--untracked-files=no"):
+    # the recipe's repository, else the one speechkd itself was loaded from
+    git, where = "unknown", None
+    for cand in (root, Path(__file__).resolve().parent):
+        h = _git(cand, "rev-parse", "--short", "HEAD")
+        if h:
+            git, where = h, cand
+            break
+    if where is not None and _git(where, "status", "--porcelain", "--untracked-files=no"):
         git += "-dirty"
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     return {
@@ -99,8 +111,12 @@ def load_table_spec(spec: Union[str, Path, dict]) -> dict:
     for i, c in enumerate(spec["columns"]):
         if isinstance(c, str):
             c = {"name": c, "decode": c}
-        if not isinstance(c, dict) or "name" not in c or "decode" not in c:
-            raise ConfigError(f"{where}: columns[{i}] needs 'name' and 'decode'")
+        if not isinstance(c, dict) or "name" not in c or not ("decode" in c or "file" in c or "mean_of" in c):
+            raise ConfigError(f"{where}: columns[{i}] needs 'name' and one of 'decode', 'file' (+ 'key'), 'mean_of'")
+        if "file" in c and "key" not in c:
+            raise ConfigError(f"{where}: columns[{i}] with 'file' needs 'key'")
+        if "mean_of" in c and not set(c["mean_of"]) <= {x["name"] for x in cols}:
+            raise ConfigError(f"{where}: columns[{i}] mean_of must name earlier columns")
         cols.append(dict(c))
     rows = []
     for i, r in enumerate(spec["rows"]):
@@ -110,12 +126,15 @@ def load_table_spec(spec: Union[str, Path, dict]) -> dict:
     metric = spec.get("metric", "Err")
     if metric not in COLUMNS[2:]:
         raise ConfigError(f"{where}: metric '{metric}' is not one of {', '.join(COLUMNS[2:])}")
-    unknown = set(spec) - {"title", "unit", "metric", "columns", "rows", "notes", "digits"}
+    sections = spec.get("sections") or []
+    if not isinstance(sections, list) or not all(isinstance(x, dict) and "file" in x for x in sections):
+        raise ConfigError(f"{where}: 'sections' must be a list of {{title, file}}")
+    unknown = set(spec) - {"title", "unit", "metric", "columns", "rows", "notes", "digits", "sections"}
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     return {"title": spec.get("title", "Results"), "unit": spec.get("unit"), "metric": metric,
             "columns": cols, "rows": rows, "notes": list(spec.get("notes") or []),
-            "digits": int(spec.get("digits", 1))}
+            "digits": int(spec.get("digits", 1)), "sections": sections}
 
 
 # ------------------------------------------------------------------------------------------- statistics
@@ -201,8 +220,24 @@ def build_results(spec, root=".", env: Optional[dict] = None, strict: bool = Fal
         if not run_dirs:
             missing.append(f"{row['exp']} (no run dir matches)")
         detail_rows: Dict[str, List[Tuple[str, ErrorStats]]] = {}
+        per_dir: Dict[str, Dict[str, float]] = {d: {} for d in run_dirs}
         for col in spec["columns"]:
             vals = []
+            if "decode" not in col:
+                for d in run_dirs:
+                    if "mean_of" in col:
+                        got = [per_dir[d][n] for n in col["mean_of"] if n in per_dir[d]]
+                        v = sum(got) / len(got) if got and len(got) == len(col["mean_of"]) else None
+                    else:
+                        p = Path(d) / col["file"]
+                        v = float(_load_score(p)[col["key"]]) if p.exists() else None
+                        if v is None:
+                            missing.append(str(p.relative_to(root)) if p.is_relative_to(root) else str(p))
+                    if v is not None:
+                        per_dir[d][col["name"]] = v
+                        vals.append(v)
+                cells[col["name"]][row["name"]] = summarize(vals)
+                continue
             for d in run_dirs:
                 p = Path(d) / col["decode"] / "score.json"
                 if not p.exists():
@@ -211,11 +246,13 @@ def build_results(spec, root=".", env: Optional[dict] = None, strict: bool = Fal
                 unit, st = _stats_of(_load_score(p), spec["unit"], col.get("lang"), p)
                 unit_used = unit_used or unit
                 vals.append(float(st[metric]))
+                per_dir[d][col["name"]] = float(st[metric])
                 label = os.path.relpath(p.parent, root) + (f"/{col['lang']}" if col.get("lang") else "")
                 detail_rows.setdefault(unit, []).append((label, ErrorStats.from_dict(st)))
             cells[col["name"]][row["name"]] = summarize(vals)
         for unit, rows in detail_rows.items():
             details.append(f"### {row['name']} ({unit})\n\n{format_table(rows, digits)}\n")
+    missing += [sec["file"] for sec in spec["sections"] if not (root / sec["file"]).exists()]
     if missing and strict:
         raise DataError(missing[0], None, "score.json missing (run the decode/score stages)")
 
@@ -232,13 +269,18 @@ def build_results(spec, root=".", env: Optional[dict] = None, strict: bool = Fal
     for row in spec["rows"]:
         out.append(f"| {row['name']} | " + " | ".join(_fmt(cells[c][row['name']], digits) for c in names) + " |")
     notes = list(spec["notes"])
-    for c in names:
-        notes += compare_rows(cells[c], c, lower_better, digits)
+    for c in spec["columns"]:
+        if "file" not in c:
+            notes += compare_rows(cells[c["name"]], c["name"], lower_better, digits)
     if missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         notes.append(f"{len(missing)} score file(s) missing: {', '.join(missing[:5])}{more}")
     if notes:
         out += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    for sec in spec["sections"]:
+        p = root / sec["file"]
+        body = p.read_text(encoding="utf-8").strip() if p.exists() else f"(missing: {sec['file']})"
+        out += ["", f"## {sec.get('title', sec['file'])}", "", body]
     out += ["", "## Details (ESPnet-style tables per decode dir)", ""] + details
     return "\n".join(out).rstrip() + "\n"
 

@@ -93,8 +93,6 @@ def _main(argv=None):
         raise ConfigError("--ckpt is required (except with --merge)")
     if args.nj > 1 and args.job is None:
         raise ConfigError("--nj > 1 needs --job (or --merge)")
-    import platform
-
     import torch
 
     from speechkd.align.ctc_inference import decode_datadir, load_ctc_for_inference, split_utts
@@ -116,7 +114,10 @@ def _main(argv=None):
         write_kv(out / f"split{args.nj}" / f"token.{args.job}", tokens)
     else:
         _write_outputs(out, data, text, tokens)
-        dev = torch.cuda.get_device_name(m.device) if m.device.type == "cuda" else platform.processor() or "cpu"
+        from speechkd.asr.results import collect_environment
+
+        env = collect_environment(".")
+        dev = torch.cuda.get_device_name(m.device) if m.device.type == "cuda" else env["cpu"]
         save_config({"ckpt": str(args.ckpt), "data": str(data), "beam": args.beam,
                      "insertion_bonus": args.insertion_bonus, "device": str(m.device), "device_name": dev,
                      "torch": str(torch.__version__), **stats}, out / "decode.yaml")
