@@ -132,7 +132,7 @@ def shuffle_datadir(data_dir, ctm_path, out_dir, wav_dir, seed: int = 1, across_
 
     ``out_dir`` gets ``wav.scp`` (``wav_dir/<utt>.wav``), ``utt2spk``, ``spk2utt``, ``utt2lang`` (if any),
     ``utt2dur``, ``phones`` and ``text`` (both the shuffled phone sequence: the words are gone) and
-    ``phones.ctm`` (the pieces' new times). Utterances without CTM entries are dropped (counted).
+    ``phones.ctm`` (the pieces' new times; consecutive entries overlap by the cross-fade). Utterances without CTM entries are dropped (counted).
     Returns ``{"utts": n_written, "dropped": n_dropped}``.
     """
     from tqdm import tqdm
