@@ -162,9 +162,9 @@ def pretrain_hubert(cfg: dict, train_data, valid_data=None, exp_dir="exp/teacher
     # 1. targets (k-means model and labels are cached in exp_dir, so a re-run/resume reuses them)
     km_path = exp_dir / "kmeans.pt"
     labels_path = exp_dir / "labels.pt"
-    if km_path.exists() and labels_path.exists():
+    labels = torch.load(labels_path, weights_only=True) if labels_path.exists() else {}
+    if km_path.exists() and "train" in labels and (valid_data is None or "valid" in labels):
         km = KMeans.load(km_path)
-        labels = torch.load(labels_path, weights_only=True)
         log.info("reusing %s and %s", km_path, labels_path)
     else:
         feats = mfcc_features(train_data, km_cfg, sr, progress)
