@@ -109,6 +109,7 @@ def extract_features(data_dir, out_dir, kind: str = "fbank", opts: Optional[dict
     else:
         total = len(d.read("segments") if d.has("segments") else d.read("wav.scp"))
     where = d.file("segments") if d.has("segments") else d.file("wav.scp")
+    line_of = {k: n for n, k in enumerate(read_kv(where), 1)}  # so errors name the file *and* line
     tmps = [_tmp_name(ark, ".ark"), _tmp_name(scp), _tmp_name(u2nf)]
     try:
         scp_lines, nf_lines = [], []
@@ -117,10 +118,10 @@ def extract_features(data_dir, out_dir, kind: str = "fbank", opts: Optional[dict
             for utt, wav in tqdm(it, total=total, desc=f"{kind} {name}", disable=not progress):
                 feats = compute_utterance(wav, kind, o, utt)
                 if feats.shape[0] == 0:
-                    raise DataError(where, None, f"utterance '{utt}': {len(wav)} samples is shorter than one "
+                    raise DataError(where, line_of.get(utt), f"utterance '{utt}': {len(wav)} samples is shorter than one "
                                     f"frame ({o['frame_length_ms']} ms)")
                 if not np.all(np.isfinite(feats)):
-                    raise DataError(where, None, f"utterance '{utt}': features contain NaN/inf")
+                    raise DataError(where, line_of.get(utt), f"utterance '{utt}': features contain NaN/inf")
                 key = (utt + " ").encode("utf-8")
                 offset = f.tell() + len(key)
                 kaldiio.save_ark(f, {utt: feats}, compression_method=2 if compress else None)
