@@ -24,7 +24,7 @@ n_utt=$(wc -l < "$data/utt2spk")
 [ "$nj" -le "$n_utt" ] || nj=$n_utt
 $cmd JOB=1:"$nj" "$out/log/decode.JOB.log" \
   speechkd-decode --ckpt "$ckpt" --data "$data" --out "$out" --beam "$beam" --nj "$nj" --job JOB --no-progress
-speechkd-decode --ckpt "$ckpt" --data "$data" --out "$out" --nj "$nj" --merge
+[ "$nj" -eq 1 ] || speechkd-decode --ckpt "$ckpt" --data "$data" --out "$out" --nj "$nj" --merge   # nj=1 writes text directly
 score_opts=(--data "$data" --decode "$out" --ref-file "$ref_file")
 [ -n "$units" ] && score_opts+=(--units "$units")
 speechkd-score "${score_opts[@]}" > "$out/log/score.log"
