@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# mini_espeak Distill-L2S recipe (arXiv 2206.12638): while CTC fine-tuning a speech SSL model on a small
+# labelled set of one language (characters as output units), distil a frozen multilingual text model:
+# the student's last hidden states are shrunk by the CTC argmax (blank groups dropped), the text model's
+# states of the transcript are nearest-neighbour interpolated to the shrunk length, loss = CTC + λ·MSE
+# after a learnable projection. λ = 0 is plain fine-tuning. Text teacher: a mini multilingual masked LM
+# trained here on the corpus text of all languages; speech model: a HuBERT iteration-1 mini teacher
+# pretrained here on all languages' audio.
+#
+#   ./run.sh                              # default config (~20 min on 2 idle cores)
+#   ./run.sh --conf_tag smoke             # smoke config (2 languages, λ ∈ {0, 0.5}, 1 seed; a few minutes)
+#   ./run.sh --stage 7 --stop_stage 9 --lambdas "0 0.5"   # re-run only some stages / a λ subset
+#   cmd_backend=slurm ./run.sh            # send the stages to Slurm (conf/slurm.conf)
+set -euo pipefail
+
+stage=1            # first stage to run
+stop_stage=100     # last stage to run
+nj=2               # parallel jobs for synthesis, features and decoding
+conf_tag=default   # default | smoke: picks conf/*.yaml or conf/*_smoke.yaml and the corpus size
+# empty = the conf_tag's default (default | smoke):
+langs=             # fine-tuning (low-resource) languages, each its own char CTC model ("de ru pl" | "de ru")
+lambdas=           # L2S weights, 0 = plain CTC fine-tuning ("0 0.25 0.5 1.0" | "0 0.5")
+seeds=             # fine-tuning seeds; the spread is reported in RESULTS.md ("1 2" | "1")
+n_label=           # labelled utterances per language for fine-tuning (60 | 8)
+n_dev=             # validation utterances per language (20 | 3)
+interpolation=nearest      # nearest (paper) | linear (ablation)
+parallel_langs=true        # fine-tune/decode the languages of one (λ, seed) at once, one process each
+threads=1                  # torch threads per fine-tuning process
+text_layer=-1      # hidden-state index of the text model
+corpus_seed=1
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--langs 'de ru'] [--lambdas '0 0.5'] [--seeds '1 2']"
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+
+sfx=""
+[ "$conf_tag" = default ] || sfx="_${conf_tag}"
+if [ "$conf_tag" = smoke ]; then
+  : "${langs:=de ru}" "${lambdas:=0 0.5}" "${seeds:=1}" "${n_label:=8}" "${n_dev:=3}"
+else
+  : "${langs:=de ru pl}" "${lambdas:=0 0.25 0.5 1.0}" "${seeds:=1 2}" "${n_label:=60}" "${n_dev:=20}"
+fi
+corpus_conf=../conf/corpus_${conf_tag}.yaml
+log() { echo -e "$(date '+%F %T') (run.sh) $*"; }
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "stage 1: synthesise mini_espeak ($conf_tag) with espeak-ng"
+  mkdir -p data
+  speechkd-synth-corpus --config "$corpus_conf" --out data/corpus --nj "$nj" --seed "$corpus_seed"
+  for s in train dev test; do ln -sfn corpus/data/$s data/$s; done
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "stage 2: 80-dim Fbank (ark/scp) + global CMVN"
+  for s in train dev test; do
+    steps/make_feats.sh --nj "$nj" --cmd "$feats_cmd" --cmvn "$([ $s = train ] && echo true || echo false)" \
+      data/$s dump/fbank/$s
+  done
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  log "stage 3: per language: $n_label labelled train utterances, $n_dev dev, all test; character units"
+  for l in $langs; do
+    steps/make_labelled_subset.sh --n "$n_label" data/train data/train_sub_$l "$l"
+    steps/make_labelled_subset.sh --n "$n_dev" data/dev data/dev_$l "$l"
+    steps/make_labelled_subset.sh --n 100000 data/test data/test_$l "$l" 2>/dev/null   # all (no warning)
+    # characters of all the language's training transcripts (the labelled subset may miss rare ones)
+    mkdir -p data/local
+    awk -v l="$l" 'NR == FNR {if ($2 == l) keep[$1] = 1; next} ($1 in keep)' \
+      data/train/utt2lang data/train/text > data/local/text_train_$l
+    speechkd-make-tokens --kind char --text data/local/text_train_$l --out data/token_char_$l
+  done
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "stage 4: mini multilingual text teacher (masked LM, own sentencepiece vocab) on all train text"
+  mkdir -p exp/text_lm_log
+  ${train_cmd} exp/text_lm_log/train.log \
+    speechkd-train-text-model --config conf/text_lm${sfx}.yaml --text data/train/text --out exp/text_lm \
+      --no-progress
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  log "stage 5: HuBERT iteration-1 speech model (MFCC k-means targets, masked prediction) on all train audio"
+  mkdir -p exp/teacher
+  ${cuda_cmd} --gpu 1 exp/teacher/train.log \
+    speechkd-pretrain --config conf/pretrain${sfx}.yaml --train-data data/train --valid-data data/dev \
+      --exp exp/teacher
+fi
+
+# one fine-tuning run / one decode of a (λ, seed, language) triple
+finetune_one() {
+  local lam=$1 seed=$2 l=$3 dir=exp/lam$1/seed$2/$3 l2s_opt=()
+  if [ "$(python -c "print(float('$lam') != 0)")" = True ]; then
+    l2s_opt=(--l2s.weight "$lam" --l2s.text_model exp/text_lm --l2s.layer "$text_layer"
+             --l2s.interpolation "$interpolation" --l2s.cache exp/l2s_text_states/$l.pt)
+  fi
+  mkdir -p "$dir"
+  ${cuda_cmd} --gpu 1 --num-threads "$threads" "$dir/train.log" \
+    speechkd-finetune --config conf/finetune${sfx}.yaml --init exp/teacher/model \
+      --train-data data/train_sub_$l --valid-data data/dev_$l --token-dir data/token_char_$l \
+      --exp "$dir" --train.seed "$seed" --train.progress false "${l2s_opt[@]}"
+}
+decode_one() {
+  local dir=exp/lam$1/seed$2/$3
+  steps/decode_score.sh --nj 1 --cmd "$decode_cmd" --ref_file text --units char,word \
+    "$dir/model" data/test_$3 "$dir/decode_test" > "$dir/decode_score.log"
+}
+# run "$1 λ seed lang" for every language at once (jobs=langs) or one after the other; fail if any fails
+per_lang() {
+  local fn=$1 lam=$2 seed=$3 pids=() l
+  for l in $langs; do
+    if [ "$parallel_langs" = true ]; then "$fn" "$lam" "$seed" "$l" & pids+=($!); else "$fn" "$lam" "$seed" "$l"; fi
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+}
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  for seed in $seeds; do
+    for lam in $lambdas; do
+      log "stage 6: char CTC fine-tuning, λ=$lam, seed $seed, languages: $langs → exp/lam$lam/seed$seed/<lang>"
+      per_lang finetune_one "$lam" "$seed"
+    done
+  done
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  for seed in $seeds; do
+    for lam in $lambdas; do
+      log "stage 7: decode + score (CER, WER) test_<lang> with exp/lam$lam/seed$seed/<lang>/model"
+      per_lang decode_one "$lam" "$seed"
+      for l in $langs; do grep -E "^\| decode_test/" exp/lam$lam/seed$seed/$l/decode_score.log || true; done
+    done
+  done
+fi
+
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+  log "stage 8: RESULTS${sfx}.md (CER table; WER table as a section)"
+  speechkd-make-results --spec conf/results_wer${sfx}.yaml --out exp/results_wer${sfx}.md --strict
+  speechkd-make-results --spec conf/results${sfx}.yaml --out RESULTS${sfx}.md --strict
+  log "done: $(pwd)/RESULTS${sfx}.md"
+fi

@@ -1,0 +1,92 @@
+"""Distill-L2S recipes: the mini_espeak smoke run end to end, and the Common Voice recipe's data stages
+on a fake Common Voice tree."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _copy_recipe(src: Path, dst: Path) -> Path:
+    """Copy a recipe folder, recreating its symlinks against the repository (absolute targets)."""
+    shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns("data", "dump", "exp", "RESULTS*.md",
+                                                                          "run.log"))
+    for p in [dst, *dst.rglob("*")]:
+        if p.is_symlink():
+            target = (src / p.relative_to(dst)).resolve()
+            p.unlink()
+            p.symlink_to(target)
+    return dst
+
+
+def _env():
+    env = dict(os.environ, SPEECHKD_ROOT=str(ROOT), OMP_NUM_THREADS="1")
+    env["PATH"] = f"{ROOT / 'tools' / 'venv' / 'bin'}:{env['PATH']}"
+    return env
+
+
+def _run(cmd, cwd, timeout):
+    p = subprocess.run(cmd, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=timeout)
+    assert p.returncode == 0, p.stdout[-4000:]
+    return p.stdout
+
+
+def _losses(train_log: Path, key: str):
+    return [float(x) for x in re.findall(rf"\b{key}[=: ]\s*([0-9.]+(?:e-?\d+)?)", train_log.read_text())]
+
+
+def test_mini_espeak_distill_l2s_smoke(tmp_path):
+    d = _copy_recipe(ROOT / "egs" / "mini_espeak" / "distill_l2s", tmp_path / "distill_l2s")
+    shutil.copytree(ROOT / "egs" / "mini_espeak" / "conf", tmp_path / "conf")   # ../conf/corpus_smoke.yaml
+    _run(["./run.sh", "--conf_tag", "smoke"], d, timeout=900)
+
+    # text teacher in HF format, its MLM loss went down
+    lm = json.loads((d / "exp/text_lm/train_log.json").read_text())
+    assert (d / "exp/text_lm/config.json").exists() and lm["num_params"] > 0
+    assert sum(lm["losses"][-5:]) / 5 < sum(lm["losses"][:5]) / 5
+
+    for lang in ("de", "ru"):
+        plain, l2s = d / f"exp/lam0/seed1/{lang}", d / f"exp/lam0.5/seed1/{lang}"
+        for run in (plain, l2s):
+            ctc = _losses(run / "train.log", "ctc")
+            assert len(ctc) >= 2 and ctc[-1] < ctc[0], (run, ctc)
+            score = json.loads((run / "decode_test/score.json").read_text())
+            for unit in ("char", "word"):
+                err = score["units"][unit]["Err"]
+                assert 0.0 <= err <= 200.0
+        assert "l2s" not in (plain / "config.yaml").read_text()
+        assert "weight: 0.5" in (l2s / "config.yaml").read_text()
+        assert re.search(r"\bl2s[=: ]\s*[0-9.]", (l2s / "train.log").read_text())
+        assert (d / f"exp/l2s_text_states/{lang}.pt").exists()
+
+    text = (d / "RESULTS_smoke.md").read_text()
+    assert "| plain fine-tuning (λ=0) |" in text and "| Distill-L2S λ=0.5 |" in text
+    assert "WER (%) of the same runs" in text and "avg" in text
+
+
+def test_commonvoice_distill_l2s_data_stages(tmp_path):
+    from speechkd.corpus.commonvoice import make_fake_tree
+
+    cv = make_fake_tree(tmp_path / "cv", langs=("en", "de"))
+    d = _copy_recipe(ROOT / "egs" / "commonvoice" / "distill_l2s", tmp_path / "cv_l2s")
+    out = _run(["./run.sh", "--stage", "1", "--stop_stage", "2", "--cv_root", str(cv), "--langs", "en de",
+                "--nj", "1"], d, timeout=300)
+    assert "stage 2" in out
+    for lang in ("en", "de"):
+        for split in ("train", "dev", "test"):
+            assert (d / f"data/{split}_{lang}/wav.scp").exists()
+        assert (d / f"data/train_sub_{lang}/text").read_text() == (d / f"data/train_{lang}/text").read_text()
+        units = (d / f"data/token_char_{lang}/units.txt").read_text()
+        assert len(units.splitlines()) > 5
+    # a missing XLSR path is a clear error, not a crash further down
+    p = subprocess.run(["./run.sh", "--stage", "3", "--stop_stage", "3"], cwd=d, env=_env(),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    assert p.returncode != 0 and "--xlsr is required" in p.stdout
