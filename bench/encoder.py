@@ -31,12 +31,13 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _time(fn, device) -> float:
+def _time(fn, device):
+    """(wall seconds, process CPU seconds) of one call; CPU time is steadier on a shared machine."""
     _sync(device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
     _sync(device)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main(argv=None):
@@ -105,9 +106,11 @@ def main(argv=None):
             th.append(_time(fh, device))
             ours.zero_grad(set_to_none=True)
             hf.zero_grad(set_to_none=True)
-        mo, mh = statistics.median(to), statistics.median(th)
+        mo, mh = (statistics.median(t[0] for t in to), statistics.median(t[0] for t in th))
+        co, ch = (statistics.median(t[1] for t in to), statistics.median(t[1] for t in th))
         results[name] = (mo, mh)
-        print(f"{name:22s} ours {mo * 1000:8.1f} ms   HF {mh * 1000:8.1f} ms   speed ours/HF {mh / mo:5.2f}x")
+        print(f"{name:22s} wall: ours {mo * 1000:8.1f} ms  HF {mh * 1000:8.1f} ms  speed ours/HF {mh / mo:5.2f}x"
+              f" | CPU time: ours {co * 1000:8.1f} ms  HF {ch * 1000:8.1f} ms  ratio {ch / co:5.2f}x")
     audio = args.batch * args.seconds
     print(f"config: {args.layers} layers x {args.dim}, CNN {c} ch, batch {args.batch} x {args.seconds} s "
           f"({'padded' if args.padded else 'full'}), device {device}, threads {torch.get_num_threads()}, "
