@@ -109,6 +109,7 @@ def main(argv=None):
         mo, mh = (statistics.median(t[0] for t in to), statistics.median(t[0] for t in th))
         co, ch = (statistics.median(t[1] for t in to), statistics.median(t[1] for t in th))
         results[name] = (mo, mh)
+        summary(f"encoder ours/transformers speed ({name.split(' (')[0]}, {device})", mh / mo, "> 1: ours is faster")
         print(f"{name:22s} wall: ours {mo * 1000:8.1f} ms  HF {mh * 1000:8.1f} ms  speed ours/HF {mh / mo:5.2f}x"
               f" | CPU time: ours {co * 1000:8.1f} ms  HF {ch * 1000:8.1f} ms  ratio {ch / co:5.2f}x")
     audio = args.batch * args.seconds
@@ -116,6 +117,8 @@ def main(argv=None):
           f"({'padded' if args.padded else 'full'}), device {device}, threads {torch.get_num_threads()}, "
           f"runs {args.runs}; inference ours {audio / results['inference'][0]:.0f} s audio/s")
 
+
+from _summary import summary  # noqa: E402  (bench/_summary.py)
 
 if __name__ == "__main__":
     main()

@@ -95,7 +95,11 @@ def main(argv=None):
                 t = median_time(lambda: fbank(x), args.runs, sync)
             ratio = f"{knf_t / t:9.2f}" if knf_t else f"{'-':>9}"
             print(f"{name:<14} {'ours-' + dev:<12} {1e3 * t:9.1f} {frames / t:12.0f} {ratio}")
+            if knf_t:
+                summary(f"fbank ours/knf speed ({name}, {dev})", knf_t / t, "> 1: ours is faster")
 
+
+from _summary import summary  # noqa: E402  (bench/_summary.py)
 
 if __name__ == "__main__":
     main()

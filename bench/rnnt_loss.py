@@ -127,6 +127,11 @@ def main(argv=None) -> None:
         print(f"{f'{T}x{U}':>10} {v['time_s'] * 1e3:9.2f} {r['time_s'] * 1e3:10.1f} "
               f"{r['time_s'] / v['time_s']:7.0f}x {v['mem_bytes'] / 2**20:8.1f} {r['mem_bytes'] / 2**20:8.1f} "
               f"{abs(v['loss'] - r['loss']):8.1e}", flush=True)
+        summary(f"rnnt loss vectorised/reference speed ({T}x{U}, {a.device})", r["time_s"] / v["time_s"],
+                "> 1: vectorised is faster")
+        if v["mem_bytes"] > 0:
+            summary(f"rnnt loss reference/vectorised peak memory ({T}x{U}, {a.device})",
+                    r["mem_bytes"] / v["mem_bytes"], "> 1: vectorised uses less")
     if a.big:
         logits_mib = lambda T, U: a.batch * T * (U + 1) * a.big_vocab * 4 / 2**20  # noqa: E731
         print(f"\n# memory-aware variants, V={a.big_vocab} (logits alone: B*T*(U+1)*V*4 bytes)")
@@ -138,6 +143,8 @@ def main(argv=None) -> None:
                 print(f"{f'{T}x{U}':>10} {lm:8.1f} {m:>11} {r['time_s'] * 1e3:9.1f} {r['mem_bytes'] / 2**20:8.1f} "
                       f"{r['mem_bytes'] / 2**20 / lm:10.2f}", flush=True)
 
+
+from _summary import summary  # noqa: E402  (bench/_summary.py)
 
 if __name__ == "__main__":
     main()

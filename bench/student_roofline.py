@@ -85,7 +85,11 @@ def main(argv=None):
     print(f"student {args.layers}x{args.d_model} ({n_params / 1e6:.1f}M params), {args.batch} x {args.seconds:g} s: "
           f"{flops / 1e9:.2f} GFLOP in {t * 1000:.1f} ms = {achieved:.1f} GFLOP/s, RTF {t / (args.seconds * args.batch):.4f}")
     print(f"ratio student_inference/matmul_peak {achieved / peak:.3f}")
+    summary(f"student inference / matmul peak ({args.layers}x{args.d_model}, {device})", achieved / peak,
+            "fraction of the machine's fp32 matmul rate")
 
+
+from _summary import summary  # noqa: E402  (bench/_summary.py)
 
 if __name__ == "__main__":
     main()
