@@ -19,7 +19,7 @@ import numpy as np
 
 from .ctm import CTMEntry
 
-__all__ = ["boundaries", "boundary_errors"]
+__all__ = ["boundaries", "boundary_errors", "accuracy_markdown"]
 
 
 def boundaries(entries: Sequence[CTMEntry], include_last_end: bool = False) -> List[float]:
@@ -68,3 +68,24 @@ def boundary_errors(hyp: Mapping[str, Sequence[CTMEntry]], ref: Mapping[str, Seq
         "tolerance_ms": float(tolerance_ms),
         "pct_within_tol": float(100.0 * (a <= tolerance_ms + 1e-9).mean()) if a.size else nan,
     }
+
+
+def accuracy_markdown(named: Mapping[str, Mapping[str, object]], digits: int = 1) -> str:
+    """Markdown table of :func:`boundary_errors` results, one row per name (e.g. per data set).
+
+    Example::
+
+        >>> print(accuracy_markdown({"train_en": st}))
+        | set | utts | boundaries | median abs err (ms) | mean abs err (ms) | within 20 ms (%) | mismatched utts |
+        |---|---|---|---|---|---|---|
+        | train_en | 1000 | 31012 | 8.0 | 11.3 | 84.1 | 2 |
+    """
+    tols = {float(st["tolerance_ms"]) for st in named.values()} or {20.0}
+    tol = f"{max(tols):g}" if len(tols) == 1 else "tol"
+    lines = [f"| set | utts | boundaries | median abs err (ms) | mean abs err (ms) | within {tol} ms (%) "
+             "| mismatched utts |", "|---|---|---|---|---|---|---|"]
+    for name, st in named.items():
+        lines.append(f"| {name} | {st['n_utts']} | {st['n_boundaries']} | {float(st['median_abs_ms']):.{digits}f} | "
+                     f"{float(st['mean_abs_ms']):.{digits}f} | {float(st['pct_within_tol']):.{digits}f} | "
+                     f"{st['n_mismatch']} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# CTC fine-tune one pretrained/distilled SSL model on each language's small labelled set (one model per
+# language), then decode and score each language's test set.
+#
+#   steps/finetune_langs.sh [--cmd utils/run.py] [--nj 2] [--train_config conf/finetune.yaml] [--seed 1] \
+#       [--token_dir data/token_phone] [--text_file phones] [--units phone] \
+#       [--train_prefix data/ft_] [--valid_prefix data/dev_] [--test_prefix data/test_] \
+#       exp/distilxlsr/model "de es it" exp/ft_distilxlsr/seed1
+#
+# Per language: <exp>/<lang>/model (CTC checkpoint), <exp>/<lang>/train.log,
+# <exp>/<lang>/decode_test/{text,result.txt,score.json}. Also <exp>/params.json: parameters of the
+# encoder being fine-tuned (CTC head excluded), {"params": N, "params_M": N/1e6}.
+# A "language" is just a suffix of the data dirs: pass "all" with data/ft_all (the languages combined,
+# utt2lang kept) for one multilingual model whose score.json has per-language tables.
+# Extra arguments after --finetune_opts '...' go to speechkd-finetune (e.g. '--optim.lr 5e-4').
+set -euo pipefail
+cmd=utils/run.py
+nj=2
+train_config=conf/finetune.yaml
+seed=1
+token_dir=data/token_phone
+text_file=phones
+units=phone
+train_prefix=data/ft_
+valid_prefix=data/dev_
+test_prefix=data/test_
+finetune_opts=
+help_message="Usage: $0 [options] <init-ckpt-dir> '<langs>' <exp-dir>"
+. utils/parse_options.sh
+[ $# -eq 3 ] || { echo "$help_message" >&2; exit 1; }
+init=$1
+langs=$2
+exp=$3
+
+for lang in $langs; do
+  dir=$exp/$lang
+  mkdir -p "$dir"
+  valid_opt=()
+  [ -f "${valid_prefix}${lang}/feats.scp" ] || [ -f "${valid_prefix}${lang}/wav.scp" ] && valid_opt=(--valid-data "${valid_prefix}${lang}")
+  # shellcheck disable=SC2086
+  $cmd "$dir/train.log" \
+    speechkd-finetune --config "$train_config" --init "$init" --train-data "${train_prefix}${lang}" "${valid_opt[@]}" \
+      --token-dir "$token_dir" --exp "$dir" --data.text_file "$text_file" --train.seed "$seed" $finetune_opts
+  steps/decode_score.sh --nj "$nj" --cmd "$cmd" --ref_file "$text_file" --units "$units" \
+    "$dir/model" "${test_prefix}${lang}" "$dir/decode_test"
+done
+first=$(set -- $langs; echo "$1")
+python3 -c "import json, sys
+from speechkd.models.checkpoint import load_checkpoint
+from speechkd.utils.fileio import atomic_write_text
+model, _ = load_checkpoint(sys.argv[1])
+n = sum(p.numel() for p in model.encoder.parameters())
+atomic_write_text(sys.argv[2], json.dumps({'params': n, 'params_M': round(n / 1e6, 3)}) + '\n')
+" "$exp/$first/model" "$exp/params.json"
+echo "$0: fine-tuned $init on: $langs -> $exp"

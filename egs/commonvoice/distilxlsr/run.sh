@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# DistilXLSR, evaluation half (arXiv 2306.01303): CTC fine-tuning of the teacher and the distilled students
+# (from ../../librispeech/distilxlsr) on each low-resource Common Voice language's small labelled set;
+# phone error rate per language and their average -> RESULTS.md.
+#
+#   ./run.sh --commonvoice /data/cv-corpus-15.0-2023-09-08 --langs "ky sw tt" \
+#       --models "teacher=/exp/ls/exp/teacher/model distilxlsr=/exp/ls/exp/distilxlsr/model"
+#   ./run.sh --stage 5 --seeds "1 2 3" ...       # re-run fine-tuning with more seeds
+#   cmd_backend=slurm ./run.sh ...              # send the stages to Slurm (conf/slurm.conf)
+#
+# Stages: 1 data (local/data.sh) | 2 phone transcription (phonemizer/espeak-ng, per language) |
+# 3 labelled subsets (n_label utterances per language) | 4 phone inventory | 5 per-language CTC
+# fine-tuning + decode + score for every model and seed | 6 RESULTS.md
+set -euo pipefail
+
+stage=1
+stop_stage=100
+nj=8
+commonvoice=       # cv-corpus-* folder (required for stage 1)
+langs="ky sw tt"   # evaluation languages (Common Voice codes; phonemizer must know them)
+n_label=1000       # labelled utterances per language (~1 h)
+lib=../../librispeech/distilxlsr/exp
+models="teacher=${lib}/teacher/model student_en=${lib}/student_en/model distilxlsr=${lib}/distilxlsr/model nojump=${lib}/nojump/model"
+seeds="1 2"
+ft_mode=per_lang   # per_lang (the paper) | joint (one model on all languages, scored per language)
+help_message="Usage: $0 --commonvoice <cv-corpus dir> [--langs 'ky sw'] [--models 'name=ckpt ...'] [--seeds '1 2']"
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+
+log() { echo -e "$(date '+%F %T') (run.sh) $*"; }
+case $ft_mode in per_lang) ft_sets=$langs ;; joint) ft_sets=all ;; *) echo "$0: ft_mode per_lang|joint" >&2; exit 1 ;; esac
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "stage 1: Common Voice data dirs ($langs)"
+  [ -n "$commonvoice" ] || { echo "$0: --commonvoice <dir> is required" >&2; exit 1; }
+  local/data.sh --src "$commonvoice" --langs "$(echo $langs | tr ' ' ',')"
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  for l in $langs; do
+    for s in train dev test; do
+      log "stage 2: phone transcription of data/${s}_$l"
+      speechkd-phonemize data/${s}_$l --lang "$l"
+    done
+  done
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  log "stage 3: labelled subsets: $n_label utterances per language"
+  for l in $langs; do
+    steps/make_labelled_subset.sh --n "$n_label" data/train_$l data/ft_$l "$l"
+  done
+  for s in ft dev test; do
+    utils/combine_data.sh data/${s}_all $(for l in $langs; do echo data/${s}_$l; done) > /dev/null
+  done
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "stage 4: phone inventory of the labelled sets"
+  speechkd-make-tokens --kind phone $(for l in $langs; do echo --text data/ft_$l/phones; done) --out data/token_phone
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  for m in $models; do
+    name=${m%%=*}
+    ckpt=${m#*=}
+    for seed in $seeds; do
+      log "stage 5: fine-tune $ckpt ($ft_mode: $ft_sets; seed $seed)"
+      steps/finetune_langs.sh --cmd "$cuda_cmd" --nj "$nj" --train_config conf/finetune.yaml --seed "$seed" \
+        --token_dir data/token_phone "$ckpt" "$ft_sets" exp/ft_$name/seed$seed
+    done
+  done
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  log "stage 6: RESULTS.md"
+  python3 -c "import sys, yaml
+spec = yaml.safe_load(open(sys.argv[1]))
+langs, joint = sys.argv[3].split(), sys.argv[4] == 'joint'
+spec['rows'] = [{'name': m.split('=', 1)[0], 'exp': 'exp/ft_' + m.split('=', 1)[0] + '/seed*'} for m in sys.argv[5].split()]
+spec['columns'] += [{'name': l, 'decode': 'all/decode_test', 'lang': l} if joint else {'name': l, 'decode': f'{l}/decode_test'}
+                    for l in langs] + [{'name': 'avg', 'mean_of': langs}]
+open(sys.argv[2], 'w').write(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+" conf/results.yaml exp/results_spec.yaml "$langs" "$ft_mode" "$models"
+  speechkd-make-results --spec exp/results_spec.yaml --out RESULTS.md --strict
+  log "done: $(pwd)/RESULTS.md"
+fi

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# DistilXLSR on mini_espeak (arXiv 2306.01303): distil a multilingual SSL teacher with ENGLISH speech only,
+# after forced-aligning it to phones and shuffling the phones; student = half the teacher's layers,
+# initialised by layer-jumping; evaluated by per-language phone CTC fine-tuning on the other languages.
+#
+#   ./run.sh                              # default config (~2 h of synthetic speech in 7 languages)
+#   ./run.sh --conf_tag smoke             # smoke config (3 languages, ~100 utterances, a few minutes)
+#   ./run.sh --stage 9 --stop_stage 11    # re-run only some stages (each reads only earlier outputs)
+#   ./run.sh --eval_langs "de es it ru pl ga" --seeds "1 2 3"
+#   cmd_backend=slurm ./run.sh            # send the stages to Slurm (conf/slurm.conf)
+#
+# Stages: 1 corpus (espeak-ng, exact phone times) | 2 phone inventory | 3 Fbank + CMVN | 4 data subsets
+# (English distillation set, per-language labelled/dev/test sets) | 5 phone CTC aligner on English |
+# 6 forced alignment + boundary accuracy vs espeak-ng | 7 phone shuffling + Fbank | 8 multilingual teacher
+# (HuBERT iteration 1; stands in for XLSR-53) | 9 distillation (3 students) | 10 per-language CTC
+# fine-tuning + decode + score | 11 RESULTS.md
+set -euo pipefail
+
+stage=1
+stop_stage=100
+nj=2                 # parallel jobs for synthesis, features, alignment and decoding
+conf_tag=default     # default | smoke: picks conf/*.yaml or conf/*_smoke.yaml
+corpus_conf=         # corpus YAML (default: conf/corpus_<tag>.yaml, else ../conf/corpus_<tag>.yaml)
+corpus_seed=1
+distill_lang=en      # the only language the students are distilled with
+eval_langs=          # fine-tuning/test languages (default: every corpus language but distill_lang)
+n_label=40           # labelled utterances per evaluation language
+seeds="1 2"          # fine-tuning seeds of the key rows (student on plain English, DistilXLSR)
+ref_seeds="1"        # fine-tuning seeds of the reference rows (teacher, no layer-jumping)
+shuffle_seed=1
+across_utts=false    # true: shuffle phones across the utterances of a speaker
+crossfade_ms=5
+nojump_init=first    # student init without layer-jumping: first (teacher layers 1..L_s) | none (random)
+ft_mode=joint        # per_lang: one CTC model per evaluation language (as the paper) | joint: one model on all
+                     # evaluation languages' labelled sets together, scored per language (cheaper on CPU)
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--nj N] [--seeds '1 2'] [--eval_langs 'de ru']"
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+
+sfx=""
+[ "$conf_tag" = default ] || sfx="_${conf_tag}"
+if [ -z "$corpus_conf" ]; then
+  corpus_conf=conf/corpus_${conf_tag}.yaml
+  [ -f "$corpus_conf" ] || corpus_conf=../conf/corpus_${conf_tag}.yaml
+fi
+langs=$(python3 -c "import yaml,sys; print(' '.join(yaml.safe_load(open(sys.argv[1]))['corpus']['languages']))" "$corpus_conf")
+[ -n "$eval_langs" ] || eval_langs=$(echo "$langs" | tr ' ' '\n' | grep -vx "$distill_lang" | tr '\n' ' ')
+eval_langs=$(echo $eval_langs)
+case $ft_mode in per_lang) ft_sets=$eval_langs ;; joint) ft_sets=all ;; *) echo "$0: ft_mode per_lang|joint" >&2; exit 1 ;; esac
+en=$distill_lang
+log() { echo -e "$(date '+%F %T') (run.sh) $*"; }
+# student name -> "<distillation data dir> <layer init>"
+declare -A students=(
+  [student_en]="data/train_${en} jump"             # plain English, layer-jumping
+  [distilxlsr]="data/train_${en}_shuf jump"        # shuffled English, layer-jumping (DistilXLSR)
+  [nojump]="data/train_${en}_shuf ${nojump_init}"  # shuffled English, no layer-jumping
+)
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "stage 1: synthesise mini_espeak ($corpus_conf) with espeak-ng"
+  mkdir -p data
+  speechkd-synth-corpus --config "$corpus_conf" --out data/corpus --nj "$nj" --seed "$corpus_seed"
+  for s in train dev test; do ln -sfn corpus/data/$s data/$s; done
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "stage 2: phone inventory of the training set (all languages)"
+  speechkd-make-tokens --kind phone --text data/train/phones --out data/token_phone
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  log "stage 3: 80-dim Fbank (ark/scp) + global CMVN of the training set"
+  for s in train dev test; do
+    steps/make_feats.sh --nj "$nj" --cmd "$feats_cmd" --cmvn "$([ $s = train ] && echo true || echo false)" \
+      data/$s dump/fbank/$s
+  done
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "stage 4: subsets: ${en} train/dev; per evaluation language ($eval_langs) $n_label labelled utts, dev, test"
+  for s in train dev test; do
+    for l in $langs; do
+      awk -v l="$l" '$2 == l {print $1}' data/$s/utt2lang > data/.list
+      utils/subset_data_dir.sh --utt-list data/.list data/$s data/${s}_$l > /dev/null
+    done
+  done
+  rm -f data/.list
+  # the exact espeak-ng phone times of the English sets: the aligner's reference
+  for s in train dev; do
+    awk 'NR == FNR {k[$1]; next} $1 in k' data/${s}_${en}/utt2spk data/$s/phones.ctm > data/${s}_${en}/phones.ctm
+  done
+  for l in $eval_langs; do
+    steps/make_labelled_subset.sh --n "$n_label" data/train_$l data/ft_$l "$l" > /dev/null
+  done
+  for s in ft dev test; do   # the evaluation languages combined (ft_mode=joint)
+    utils/combine_data.sh data/${s}_all $(for l in $eval_langs; do echo data/${s}_$l; done) > /dev/null
+  done
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  log "stage 5: phone CTC aligner trained from scratch on ${en} phones"
+  mkdir -p exp/aligner
+  ${cuda_cmd} --gpu 1 exp/aligner/train.log \
+    speechkd-finetune --config conf/aligner${sfx}.yaml --train-data data/train_${en} --valid-data data/dev_${en} \
+      --token-dir data/token_phone --exp exp/aligner --data.text_file phones
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  for s in train dev; do
+    log "stage 6: forced alignment of data/${s}_${en} + boundary accuracy vs the espeak-ng phone times"
+    steps/align_ctc.sh --nj "$nj" --cmd "$decode_cmd" --ref_ctm data/${s}_${en}/phones.ctm \
+      exp/aligner/model data/${s}_${en} exp/align_${s}_${en}
+  done
+  python3 -c "import json, sys
+from speechkd.align.accuracy import accuracy_markdown
+from speechkd.utils.fileio import atomic_write_text
+sets = {a.split('/')[-1].replace('align_', '') + (' (aligner training set)' if '/align_train' in a else ' (unseen speakers)'):
+        json.load(open(a + '/accuracy.json')) for a in sys.argv[2:]}
+atomic_write_text(sys.argv[1], accuracy_markdown(sets))" exp/aligner_accuracy.md exp/align_train_${en} exp/align_dev_${en}
+  cat exp/aligner_accuracy.md
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  log "stage 7: shuffle the phones of data/train_${en} (seed $shuffle_seed, across_utts=$across_utts, ${crossfade_ms} ms cross-fades) + Fbank"
+  opts=()
+  [ "$across_utts" = true ] && opts=(--across-utts)
+  speechkd-shuffle-phones --data data/train_${en} --ctm exp/align_train_${en}/phones.ctm \
+    --out data/train_${en}_shuf --wav-dir dump/shuf_${en} --seed "$shuffle_seed" \
+    --crossfade-ms "$crossfade_ms" "${opts[@]}"
+  steps/make_feats.sh --nj "$nj" --cmd "$feats_cmd" --cmvn false data/train_${en}_shuf dump/fbank/train_${en}_shuf
+fi
+
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+  log "stage 8: multilingual teacher (HuBERT iteration 1 on all languages: $langs)"
+  mkdir -p exp/teacher
+  ${cuda_cmd} --gpu 1 exp/teacher/train.log \
+    speechkd-pretrain --config conf/pretrain${sfx}.yaml --train-data data/train --valid-data data/dev \
+      --exp exp/teacher
+fi
+
+# run_bg <cmd...>: run in the background, at most $nj at a time; wait_bg: wait for all (fails if one failed)
+pids=()
+run_bg() {
+  "$@" &
+  pids+=($!)
+  if [ ${#pids[@]} -ge "$nj" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+}
+wait_bg() { for p in "${pids[@]}"; do wait "$p"; done; pids=(); }
+
+if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
+  for name in student_en distilxlsr nojump; do
+    read -r data init <<< "${students[$name]}"
+    log "stage 9: distil $name: $data, layer init '$init'"
+    mkdir -p exp/$name
+    run_bg ${cuda_cmd} --gpu 1 exp/$name/train.log \
+      speechkd-distill --config conf/distill${sfx}.yaml --teacher exp/teacher/model --train-data "$data" \
+        --valid-data data/dev_${en} --exp exp/$name --student.init "$init"
+  done
+  wait_bg
+fi
+
+if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ]; then
+  for name in teacher student_en distilxlsr nojump; do
+    case $name in student_en|distilxlsr) ss=$seeds ;; *) ss=$ref_seeds ;; esac
+    for seed in $ss; do
+      log "stage 10: fine-tune exp/$name/model ($ft_mode: $ft_sets; seed $seed) -> exp/ft_$name/seed$seed"
+      run_bg steps/finetune_langs.sh --cmd "$cuda_cmd" --nj 1 --train_config conf/finetune${sfx}.yaml \
+        --seed "$seed" --token_dir data/token_phone exp/$name/model "$ft_sets" exp/ft_$name/seed$seed
+    done
+  done
+  wait_bg
+fi
+
+if [ "$stage" -le 11 ] && [ "$stop_stage" -ge 11 ]; then
+  log "stage 11: RESULTS${sfx}.md"
+  # the table's columns follow eval_langs: conf/results.yaml is the template
+  python3 -c "import sys, yaml
+spec = yaml.safe_load(open(sys.argv[1]))
+langs = sys.argv[3].split()
+joint = sys.argv[4] == 'joint'
+spec['columns'] += [{'name': l, 'decode': 'all/decode_test', 'lang': l} if joint else {'name': l, 'decode': f'{l}/decode_test'}
+                    for l in langs] + [{'name': 'avg', 'mean_of': langs}]
+spec['notes'].append('Fine-tuning: ' + ('one multilingual CTC model per seed on the labelled sets of all evaluation languages together, scored per language.' if joint
+                     else 'one CTC model per language and seed, on that language only.'))
+open(sys.argv[2], 'w').write(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+" conf/results.yaml exp/results_spec.yaml "$eval_langs" "$ft_mode"
+  speechkd-make-results --spec exp/results_spec.yaml --out RESULTS${sfx}.md --strict
+  log "done: $(pwd)/RESULTS${sfx}.md"
+fi

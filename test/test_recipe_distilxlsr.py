@@ -1,0 +1,183 @@
+"""DistilXLSR recipes: mini_espeak smoke run end to end, the LibriSpeech / Common Voice data stages on fake
+trees, and the pieces they add (aligner accuracy table, results columns params / mean_of / sections)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from speechkd.align.accuracy import accuracy_markdown, boundary_errors
+from speechkd.align.ctm import CTMEntry
+from speechkd.asr.results import build_results, load_table_spec
+from speechkd.asr.scoring import ErrorStats
+from speechkd.utils.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {"date": "2026-01-01", "git": "abc"}
+
+
+def copy_recipe(rel: str, dst: Path) -> Path:
+    """Copy egs/<rel> to dst with its symlinks (utils, steps, path.sh, ...) pointing at the real targets."""
+    src = ROOT / "egs" / rel
+    shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns("data", "dump", "exp", "run.log",
+                                                                           "RESULTS*.md"))
+    for p in list(dst.rglob("*")):
+        if p.is_symlink():
+            target = (src / p.relative_to(dst)).resolve()
+            p.unlink()
+            p.symlink_to(target)
+    return dst
+
+
+def run_recipe(d: Path, *args, timeout=900):
+    env = dict(os.environ, SPEECHKD_ROOT=str(ROOT))
+    p = subprocess.run(["bash", "run.sh", *args], cwd=d, env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    assert p.returncode == 0, p.stdout[-4000:]
+    return p.stdout
+
+
+def train_losses(log: Path, key: str = "loss"):
+    pat = re.compile(r"\[train\] .*? " + re.escape(key) + r" ([0-9.eE+-]+)")
+    return [float(m.group(1)) for m in pat.finditer(log.read_text(errors="replace"))]
+
+
+# --------------------------------------------------------------------------------- library pieces
+def test_accuracy_markdown_matches_boundary_errors():
+    ref = {"u1": [CTMEntry("u1", 0.10, 0.10, "a"), CTMEntry("u1", 0.20, 0.10, "b"),
+                  CTMEntry("u1", 0.30, 0.10, "c")]}
+    hyp = {"u1": [CTMEntry("u1", 0.12, 0.08, "a"), CTMEntry("u1", 0.20, 0.14, "b"),
+                  CTMEntry("u1", 0.34, 0.06, "c")]}
+    st = boundary_errors(hyp, ref)       # errors 20, 0, 40 ms -> median 20, 2 of 3 within 20 ms
+    assert st["median_abs_ms"] == pytest.approx(20.0)
+    assert st["pct_within_tol"] == pytest.approx(200 / 3)
+    md = accuracy_markdown({"dev": st})
+    row = md.strip().splitlines()[-1].split("|")
+    assert [c.strip() for c in row[1:-1]] == ["dev", "1", "3", "20.0", "20.0", "66.7", "0"]
+    assert "within 20 ms" in md
+
+
+def test_results_params_mean_of_and_sections(tmp_path):
+    def score(err):   # err % of 100 phones substituted
+        return {"units": {"phone": ErrorStats(snt=1, wrd=100, corr=100 - err, sub=err, serr=1).to_dict()}}
+    for row, seed, errs, n in [("a", 1, (10, 20), 1e6), ("a", 2, (20, 40), 1e6), ("b", 1, (50, 50), 5e5)]:
+        d = tmp_path / f"exp/{row}/seed{seed}"
+        for lang, e in zip(("de", "ru"), errs):
+            (d / lang / "decode_test").mkdir(parents=True)
+            (d / lang / "decode_test" / "score.json").write_text(json.dumps(score(e)))
+        (d / "params.json").write_text(json.dumps({"params_M": n / 1e6}))
+    (tmp_path / "acc.md").write_text("| set | median |\n|---|---|\n| x | 12.0 |\n")
+    spec = {"title": "t", "unit": "phone", "columns": [
+        {"name": "params (M)", "file": "params.json", "key": "params_M"},
+        {"name": "de", "decode": "de/decode_test"}, {"name": "ru", "decode": "ru/decode_test"},
+        {"name": "avg", "mean_of": ["de", "ru"]}],
+        "rows": [{"name": "A", "exp": "exp/a/seed*"}, {"name": "B", "exp": "exp/b/seed*"}],
+        "sections": [{"title": "Aligner", "file": "acc.md"}]}
+    md = build_results(spec, root=tmp_path, env=ENV, strict=True)
+    line_a = next(l for l in md.splitlines() if l.startswith("| A |"))
+    line_b = next(l for l in md.splitlines() if l.startswith("| B |"))
+    # A: avg per seed 15 and 30 -> mean 22.5, sample std 10.6; params 1.0
+    assert line_a.split("|")[2].strip() == "1.0 ± 0.0 (n=2)"
+    assert "22.5 ± 10.6 (n=2)" in line_a and line_b.split("|")[5].strip() == "50.0"
+    assert "## Aligner" in md and "| x | 12.0 |" in md
+    assert not any("params" in n for n in md.split("Notes:")[1].split("## ")[0].splitlines() if "better" in n)
+    with pytest.raises(ConfigError):
+        load_table_spec({**spec, "columns": [{"name": "avg", "mean_of": ["zz"]}]})
+    with pytest.raises(ConfigError):
+        load_table_spec({**spec, "columns": [{"name": "p", "file": "params.json"}]})
+    (tmp_path / "acc.md").unlink()
+    with pytest.raises(Exception):
+        build_results(spec, root=tmp_path, env=ENV, strict=True)
+
+
+# ---------------------------------------------------------------------------- mini_espeak smoke run
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    if shutil.which("speechkd-distill") is None or shutil.which("espeak-ng") is None:
+        pytest.skip("console scripts (tools/setup.sh) or espeak-ng missing")
+    d = copy_recipe("mini_espeak/distilxlsr", tmp_path_factory.mktemp("dx") / "distilxlsr")
+    out = run_recipe(d, "--conf_tag", "smoke", "--seeds", "1", timeout=1500)
+    return d, out
+
+
+def test_smoke_aligner_accuracy_is_measured(smoke):
+    d, _ = smoke
+    st = json.loads((d / "exp/align_train_en/accuracy.json").read_text())
+    assert st["n_boundaries"] > 50 and st["n_utts"] > 0
+    assert 0.0 <= st["median_abs_ms"] < 5000 and 0.0 <= st["pct_within_tol"] <= 100.0
+    assert st["tolerance_ms"] == 20.0
+    assert "within 20 ms" in (d / "exp/aligner_accuracy.md").read_text()
+
+
+def test_smoke_shuffled_english_and_students(smoke):
+    d, _ = smoke
+    src = (d / "data/train_en/utt2spk").read_text().splitlines()
+    shuf = (d / "data/train_en_shuf/utt2spk").read_text().splitlines()
+    assert len(shuf) == len(src) and (d / "data/train_en_shuf/feats.scp").exists()
+    # the shuffled transcripts are permutations of the aligned phones, not the originals
+    ph = dict(l.split(" ", 1) for l in (d / "data/train_en/phones").read_text().splitlines())
+    ph_s = dict(l.split(" ", 1) for l in (d / "data/train_en_shuf/phones").read_text().splitlines())
+    assert all(sorted(ph_s[u].split()) == sorted(ph[u].split()) for u in ph_s)
+    assert sum(ph_s[u] != ph[u] for u in ph_s) > len(ph_s) // 2
+    for name in ("student_en", "distilxlsr", "nojump"):
+        losses = train_losses(d / f"exp/{name}/train.log")
+        assert len(losses) >= 2 and losses[-1] < losses[0], (name, losses)
+        assert (d / f"exp/{name}/model/cmvn.npz").exists()
+    t = json.loads((d / "exp/ft_teacher/seed1/params.json").read_text())["params"]
+    s = json.loads((d / "exp/ft_distilxlsr/seed1/params.json").read_text())["params"]
+    assert 0.4 * t < s < 0.8 * t        # half the layers; front-end and pos-conv are kept whole
+
+
+def test_smoke_results_table(smoke):
+    d, _ = smoke
+    md = (d / "RESULTS_smoke.md").read_text()
+    assert "## Phone aligner accuracy" in md
+    header = next(l for l in md.splitlines() if l.startswith("| method |"))
+    assert [c.strip() for c in header.split("|")[1:-1]] == ["method", "params (M)", "de", "ru", "avg"]
+    rows = [l for l in md.splitlines() if l.startswith("| ") and not l.startswith("| method")
+            and ("teacher" in l or "student" in l or "DistilXLSR" in l)]
+    assert len(rows) >= 4
+    for r in rows[:4]:
+        cells = [c.strip() for c in r.split("|")[2:-1]]
+        per = [float(c.split()[0]) for c in cells[1:]]
+        assert all(0.0 <= p <= 200.0 and not math.isnan(p) for p in per), r
+
+
+# ----------------------------------------------------------------------------- real-corpus data stages
+def test_librispeech_recipe_data_stages(tmp_path):
+    if shutil.which("speechkd-phonemize") is None:
+        pytest.skip("console scripts missing (tools/setup.sh)")
+    from speechkd.corpus.librispeech import make_fake_tree
+
+    tree = make_fake_tree(tmp_path / "src", finetune=False)
+    d = copy_recipe("librispeech/distilxlsr", tmp_path / "ls")
+    run_recipe(d, "--librispeech", str(tree["librispeech"]), "--stop_stage", "3", timeout=300)
+    phones = (d / "data/train_clean_100/phones").read_text().splitlines()
+    text = (d / "data/train_clean_100/text").read_text().splitlines()
+    assert len(phones) == len(text) == 4 and all(len(l.split()) > 2 for l in phones)
+    assert (d / "data/dev_clean/phones").exists()
+    units = (d / "data/token_phone/units.txt").read_text().split()
+    assert len(units) > 5
+
+
+def test_commonvoice_recipe_data_stages(tmp_path):
+    if shutil.which("speechkd-phonemize") is None:
+        pytest.skip("console scripts missing (tools/setup.sh)")
+    from speechkd.corpus.commonvoice import make_fake_tree
+
+    tree = make_fake_tree(tmp_path / "src", langs=("de", "tr"), mp3=False)
+    d = copy_recipe("commonvoice/distilxlsr", tmp_path / "cv")
+    run_recipe(d, "--commonvoice", str(tree), "--langs", "de tr", "--n_label", "1", "--stop_stage", "4",
+               timeout=300)
+    for l in ("de", "tr"):
+        assert len((d / f"data/ft_{l}/utt2spk").read_text().splitlines()) == 1
+        assert (d / f"data/test_{l}/phones").read_text().strip()
+    langs = {l.split()[1] for l in (d / "data/test_all/utt2lang").read_text().splitlines()}
+    assert langs == {"de", "tr"}
+    assert (d / "data/token_phone/units.txt").exists()
