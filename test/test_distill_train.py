@@ -209,3 +209,22 @@ def test_cli(teacher_dir, tiny_datadir, tmp_path):
         main(["--teacher", str(teacher_dir), "--train-data", str(tiny_datadir), "--exp", str(tmp_path / "bad"),
               "--distill.stage", "middle", "--train.max_steps", "2"])
     assert e.value.code == 1
+
+
+def test_match_layers_and_frontend_freezing(teacher_dir):
+    """match_layers gives a deeper, thinner student with about the parameters of the 2-layer one; with
+    freeze_frontend the CNN is frozen, and the projection too only when it was copied (same width)."""
+    from speechkd.distill.student import count_params
+
+    teacher, _ = load_checkpoint(teacher_dir)
+    sw = build_student_from_config(teacher, merge(DISTILL_DEFAULTS["student"], {"n_layers": 2}))
+    dt = build_student_from_config(teacher, merge(DISTILL_DEFAULTS["student"], {"n_layers": 4, "match_layers": 2}))
+    assert dt.cfg.n_layers == 4 and dt.cfg.d_model < sw.cfg.d_model
+    assert abs(count_params(dt.cfg) - count_params(sw.cfg)) / count_params(sw.cfg) < 0.1
+    for student, proj_frozen in ((sw, True), (dt, False)):
+        cfg = _cfg("student.freeze_frontend=true")
+        task = DistillTask(teacher, student, cfg)
+        grads = {n: p.requires_grad for n, p in task.student.named_parameters()}
+        assert not any(v for n, v in grads.items() if n.startswith("feature_extractor."))
+        assert all(not v for n, v in grads.items() if n.startswith("feature_projection.")) == proj_frozen
+        assert all(v for n, v in grads.items() if n.startswith("encoder."))

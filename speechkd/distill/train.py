@@ -16,7 +16,10 @@ Config sections (every key overridable as ``--section.key value``):
     (1-based) for the student layers; ``init_frontend`` copies the teacher front-end/projection/pos-conv
     where shapes match (also with ``init: none``); ``init_from`` a student checkpoint whose weights are
     loaded afterwards (e.g. the front-end stage's output); ``freeze_frontend`` keeps the front-end
-    (+ projection) fixed; ``head`` ``expand_last`` | ``layerwise``; ``overrides`` any other
+    (+ the feature projection, unless a new width left it random) fixed; ``match_layers`` (with
+    ``n_layers`` and no ``d_model``): the width is solved so that the student has the parameters of a
+    teacher-width student with ``match_layers`` layers (deep & thin vs shallow & wide at equal budget
+    for any depth); ``head`` ``expand_last`` | ``layerwise``; ``overrides`` any other
     :class:`~speechkd.models.ssl.SSLConfig` field (dropout, ...).
 ``distill``
     ``stage``: ``full`` (layer regression + optional discriminative loss) or ``frontend`` (stage A of
@@ -62,14 +65,14 @@ from ..train.trainer import OPTIM_DEFAULTS, TRAIN_DEFAULTS, Trainer, seed_everyt
 from ..utils.config import merge, save_config
 from ..utils.errors import ConfigError
 from .losses import DiscriminativeHead, DistillLoss, frontend_loss, lengths_to_padding_mask
-from .student import (Distiller, default_target_layers, init_student_from_teacher, preset_config,
-                      student_config)
+from .student import (Distiller, count_params, default_target_layers, init_student_from_teacher,
+                      preset_config, solve_width, student_config)
 
 log = logging.getLogger("speechkd")
 
 DISTILL_DEFAULTS: Dict = {
     "student": {"preset": None, "n_layers": 2, "d_model": None, "ffn_dim": None, "n_heads": None,
-                "frontend": "cnn", "init": "jump", "init_frontend": True, "init_from": None,
+                "match_layers": None, "frontend": "cnn", "init": "jump", "init_frontend": True, "init_from": None,
                 "freeze_frontend": False, "head": "expand_last", "overrides": {}},
     "distill": {"stage": "full", "target_layers": None, "n_targets": 4},
     "loss": {"w_rec": 1.0, "w_cos": 1.0, "w_disc": 0.0, "disc_kind": "type1", "tau": None},
@@ -182,6 +185,12 @@ def build_student_from_config(teacher: SSLModel, scfg: dict) -> SSLModel:
     frontend = scfg.get("frontend", "cnn")
     if scfg.get("preset"):
         cfg = preset_config(teacher.cfg, scfg["preset"], frontend=frontend, **overrides)
+    elif scfg.get("match_layers") and not scfg.get("d_model"):
+        if not scfg.get("n_layers"):
+            raise ConfigError("student.match_layers needs student.n_layers")
+        budget = count_params(student_config(teacher.cfg, int(scfg["match_layers"]), frontend=frontend,
+                                             **overrides))
+        cfg = solve_width(teacher.cfg, int(scfg["n_layers"]), budget, frontend=frontend, **overrides)
     else:
         if not scfg.get("n_layers"):
             raise ConfigError("student needs a preset or n_layers")
@@ -254,8 +263,14 @@ class DistillTask(nn.Module):
             for p in self.distiller.heads.parameters():
                 p.requires_grad_(False)
         elif scfg.get("freeze_frontend"):
+            # the projection is frozen with the front-end only when it holds trained weights (copied
+            # from the teacher or loaded by init_from), not when a new width left it random
+            proj_trained = bool(scfg.get("init_from")) or all(
+                a.shape == b.shape for a, b in zip(student.feature_projection.parameters(),
+                                                   teacher.feature_projection.parameters()))
+            frozen = ("feature_extractor.", "feature_projection.") if proj_trained else ("feature_extractor.",)
             for n, p in student.named_parameters():
-                if n.startswith(("feature_extractor.", "feature_projection.")):
+                if n.startswith(frozen):
                     p.requires_grad_(False)
 
     @property
