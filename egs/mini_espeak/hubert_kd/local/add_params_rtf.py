@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Fit the results table spec to what run.sh ran, and write per-run parameter counts and real-time factors.
+
+Usage (run.sh stage 9)::
+
+    python3 local/add_params_rtf.py --spec conf/results.yaml --sizes "100 10 2" --out exp/results_spec.yaml \
+        --command "./run.sh --conf_tag default"
+
+Writes ``<run dir>/summary.json`` for every run dir of every row: ``params_k`` (thousands of parameters
+of the fine-tuned model's encoder = the SSL teacher/student, CTC head excluded, read from
+``<run>/ft<first size>/model``) and ``rtf_x1000`` (mean decoding real-time factor x 1000 = milliseconds
+of compute per second of audio, over the run's ``ft*/decode_test/decode.yaml``; one-job decoding on
+this machine's CPU, Fbank models reading precomputed features). The output spec keeps only the rows
+that were run (the others become a note), only the score columns of the sizes given, and adds the
+``params (k)`` and ``RTF x1000`` columns read from ``summary.json``.
+"""
+import argparse
+import glob
+import json
+import sys
+from pathlib import Path
+
+from speechkd.models.checkpoint import load_checkpoint
+from speechkd.utils.config import load_yaml, save_config
+from speechkd.utils.fileio import atomic_write_text
+
+
+def summarise_run(run: Path, sizes) -> dict:
+    model, _ = load_checkpoint(run / f"ft{sizes[0]}" / "model")
+    rtfs = []
+    for s in sizes:
+        y = run / f"ft{s}" / "decode_test" / "decode.yaml"
+        if y.exists() and load_yaml(y).get("rtf") is not None:
+            rtfs.append(float(load_yaml(y)["rtf"]))
+    out = {"params_k": sum(q.numel() for q in model.encoder.parameters()) / 1e3,
+           "rtf_x1000": 1e3 * sum(rtfs) / len(rtfs) if rtfs else None, "n_decodes": len(rtfs)}
+    atomic_write_text(run / "summary.json", json.dumps(out, indent=1) + "\n")
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--spec", required=True)
+    p.add_argument("--sizes", required=True, help="fine-tuning sizes, e.g. '100 10 2'")
+    p.add_argument("--out", required=True)
+    p.add_argument("--command", default="./run.sh")
+    args = p.parse_args(argv)
+    spec = load_yaml(args.spec)
+    sizes = args.sizes.split()
+    keep = {f"ft{s}" for s in sizes}
+    notes = [f"Produced by `{args.command}` in egs/mini_espeak/hubert_kd."]
+    spec["columns"] = [c for c in spec["columns"] if "decode" not in c or c["decode"].split("/")[0] in keep]
+    spec["columns"] += [{"name": "params (k)", "file": "summary.json", "key": "params_k"},
+                        {"name": "RTF x1000", "file": "summary.json", "key": "rtf_x1000"}]
+    rows = []
+    for row in spec["rows"]:
+        runs = sorted(glob.glob(row["exp"]))
+        if not runs:
+            notes.append(f"{row['name']}: not run (no {row['exp']})")
+            continue
+        rows.append(row)
+        for r in runs:
+            summarise_run(Path(r), sizes)
+    spec["rows"] = rows
+    spec["notes"] = list(spec.get("notes") or []) + notes + [
+        "params (k): thousands of parameters of the SSL encoder (CTC head excluded). RTF x1000: milliseconds "
+        "of single-thread CPU decoding per second of test audio (mean over the fine-tuned models of a run, "
+        "measured on a shared, loaded machine: indicative only; Fbank rows read precomputed features, "
+        "bench/frontend.py measures the speed ratio with Fbank extraction included)."]
+    save_config(spec, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

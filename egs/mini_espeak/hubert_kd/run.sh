@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# hubert_kd on mini_espeak English (arXiv 2210.15631, "Exploring effective distillation of self-supervised
+# speech models for automatic speech recognition"): a mini HuBERT teacher with a thin waveform-CNN
+# front-end is distilled into students of equal size but different shape (shallow & wide: 2 x 128,
+# layer-jumping init; deep & thin: 4 layers, width solved for the same parameter count), with and without
+# the discriminative loss (KL over HuBERT's codebook), and with the CNN or an Fbank front-end (stage A:
+# front-end only, L1 to the teacher's CNN+projection output; stage B: the rest). Every model is then
+# CTC fine-tuned (characters) on 100 % / 10 % / 2 % of the training set, decoded, scored (CER/WER),
+# and RESULTS.md reports CER per fine-tuning size, parameters and decoding real-time factor.
+#
+#   ./run.sh                              # default config (~20-25 min on an idle 2-core machine)
+#   ./run.sh --conf_tag smoke             # smoke config (a few minutes)
+#   ./run.sh --stage 6 --stop_stage 9     # re-run some stages (each reads only earlier outputs)
+#   ./run.sh --stage 7 --jobs 1           # fine-tune + decode one model at a time (stage 7 = 7 and 8)
+#   ./run.sh --students "sw sw_disc"      # a subset of the students
+#   cmd_backend=slurm ./run.sh            # send the stages to Slurm (conf/slurm.conf)
+set -euo pipefail
+
+stage=1
+stop_stage=100
+nj=2                       # parallel jobs for synthesis and features
+conf_tag=default           # default | smoke
+students="sw sw_disc dt_disc fb_disc"   # see student_opts below (also: dt, fb)
+key_students="sw sw_disc"  # the key comparison (with vs without L_disc): run with every seed in $seeds
+seeds="1 2"
+ft_sizes="100 10 2"        # % of the training set labelled for CTC fine-tuning
+fb_freeze=true             # stage B keeps the distilled Fbank front-end frozen
+jobs=2                     # distillations / fine-tunings run in parallel (one torch thread each)
+corpus_seed=1
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--students '...'] [--seeds '1 2']"
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+
+sfx=""
+[ "$conf_tag" = default ] || sfx="_${conf_tag}"
+# one intra-op thread per process: parallel jobs on a few shared cores otherwise thrash (measured here:
+# MFCC extraction 104 utt/s with 1 thread vs 1.6 utt/s with 2 on a loaded 2-core machine)
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
+log() { echo -e "$(date '+%F %T') (run.sh) $*"; }
+cmvn=dump/fbank/train/cmvn.npz
+
+# Student structures (speechkd-distill overrides on top of conf/distill*.yaml).
+student_opts() {
+  case $1 in
+    sw)      echo "--student.n_layers 2 --student.init jump --student.head expand_last" ;;
+    sw_disc) echo "$(student_opts sw) --loss.w_disc 1.0" ;;
+    dt)      echo "--student.n_layers 4 --student.match_layers 2 --student.init none --student.head layerwise" ;;
+    dt_disc) echo "$(student_opts dt) --loss.w_disc 1.0" ;;
+    fb)      echo "$(student_opts sw) --student.frontend fbank --data.cmvn $cmvn" ;;
+    fb_disc) echo "$(student_opts fb) --loss.w_disc 1.0" ;;
+    *) echo "run.sh: unknown student '$1'" >&2; return 1 ;;
+  esac
+}
+seeds_of() { case " $key_students " in *" $1 "*) echo "$seeds" ;; *) echo "${seeds%% *}" ;; esac; }
+# every fine-tuning start: teacher + students, as "<dir>:<init>"
+model_dirs() {
+  for seed in ${seeds%% *}; do echo "exp/ft_teacher/seed$seed:exp/teacher/model"; done
+  for s in $students; do for seed in $(seeds_of "$s"); do echo "exp/$s/seed$seed:exp/$s/seed$seed/model"; done; done
+}
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "stage 1: synthesise English mini_espeak ($conf_tag) with espeak-ng"
+  mkdir -p data
+  speechkd-synth-corpus --config conf/corpus_${conf_tag}.yaml --out data/corpus --nj "$nj" --seed "$corpus_seed"
+  for s in train dev test; do ln -sfn corpus/data/$s data/$s; done
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "stage 2: character inventory"
+  speechkd-make-tokens --kind char --text data/train/text --out data/token_char
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  log "stage 3: 80-dim Fbank + global CMVN (input of the Fbank students; the teacher reads waveforms)"
+  for s in train dev test; do
+    steps/make_feats.sh --nj "$nj" --cmd "$feats_cmd" --cmvn "$([ $s = train ] && echo true || echo false)" \
+      data/$s dump/fbank/$s
+  done
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  n_all=$(wc -l < data/train/utt2spk)
+  for p in $ft_sizes; do
+    n=$(( (n_all * p + 50) / 100 )); [ "$n" -ge 4 ] || n=4
+    log "stage 4: labelled subset ft$p: $n of $n_all utterances"
+    steps/make_labelled_subset.sh --n "$n" data/train data/train_ft$p en
+  done
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  log "stage 5: mini HuBERT teacher (thin CNN front-end, MFCC k-means targets) on all train audio"
+  mkdir -p exp/teacher
+  ${cuda_cmd} --gpu 1 exp/teacher/pretrain.log \
+    speechkd-pretrain --config conf/pretrain${sfx}.yaml --train-data data/train --valid-data data/dev --exp exp/teacher
+fi
+
+# Run "$@" in the background, at most $jobs at a time; wait_all fails if any of them failed.
+pids=()
+bg() { while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do sleep 1; done; "$@" & pids+=($!); }
+wait_all() { local rc=0; for p in "${pids[@]}"; do wait "$p" || rc=1; done; pids=(); return $rc; }
+
+distil() {  # <student> <seed>: (Fbank: stage A) + distillation -> exp/<student>/seed<seed>
+  local s=$1 seed=$2 dir=exp/$1/seed$2 init_from=()
+  mkdir -p "$dir"
+  if [[ $s == fb* ]]; then
+    local fe=exp/${s}_frontend/seed$seed
+    if [ ! -f "$fe/model/model.pt" ]; then
+      log "stage 6: Fbank front-end stage A ($s, seed $seed) -> $fe"
+      mkdir -p "$fe"
+      # shellcheck disable=SC2046
+      ${cuda_cmd} --gpu 1 "$fe/distill.log" \
+        speechkd-distill --config conf/distill_frontend${sfx}.yaml --teacher exp/teacher/model \
+          --train-data data/train --exp "$fe" $(student_opts fb) --train.seed "$seed"
+    fi
+    init_from=(--student.init_from "$fe/model" --student.freeze_frontend "$fb_freeze")
+  fi
+  log "stage 6: distil $s (seed $seed) -> $dir"
+  # shellcheck disable=SC2046
+  ${cuda_cmd} --gpu 1 "$dir/distill.log" \
+    speechkd-distill --config conf/distill${sfx}.yaml --teacher exp/teacher/model --train-data data/train \
+      --valid-data data/dev --exp "$dir" $(student_opts "$s") "${init_from[@]}" --train.seed "$seed"
+}
+
+finetune_decode() {  # <run dir> <init model> <size>: CTC fine-tuning, then decode + score the test set
+  local dir=$1 init=$2 p=$3 seed=${1##*seed}
+  log "stage 7: CTC fine-tuning of $init on ft$p (seed $seed) -> $dir/ft$p"
+  mkdir -p "$dir/ft$p"
+  ${cuda_cmd} --gpu 1 "$dir/ft$p/train.log" \
+    speechkd-finetune --config conf/finetune${sfx}.yaml --init "$init" --train-data data/train_ft$p \
+      --valid-data data/dev --token-dir data/token_char --exp "$dir/ft$p" --train.seed "$seed"
+  log "stage 8: decode + score test ($dir/ft$p; one job, so decode.yaml holds the real-time factor)"
+  steps/decode_score.sh --nj 1 --cmd "$decode_cmd" --units word,char "$dir/ft$p/model" data/test \
+    "$dir/ft$p/decode_test" > "$dir/ft$p/decode_score.log"
+}
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  for s in $students; do
+    for seed in $(seeds_of "$s"); do bg distil "$s" "$seed"; done
+  done
+  wait_all
+fi
+
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 7 ]; then
+  for entry in $(model_dirs); do
+    for p in $ft_sizes; do bg finetune_decode "${entry%%:*}" "${entry#*:}" "$p"; done
+  done
+  wait_all
+fi
+
+if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
+  log "stage 9: RESULTS${sfx}.md (params and RTF per row added to the table spec by local/add_params_rtf.py)"
+  mkdir -p exp
+  python3 local/add_params_rtf.py --spec conf/results.yaml --sizes "$ft_sizes" --out exp/results_spec.yaml \
+    --command "./run.sh --conf_tag $conf_tag"
+  speechkd-make-results --spec exp/results_spec.yaml --out RESULTS${sfx}.md --strict
+  log "done: $(pwd)/RESULTS${sfx}.md"
+fi

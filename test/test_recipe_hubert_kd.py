@@ -1,0 +1,116 @@
+"""Smoke test of egs/mini_espeak/hubert_kd: ./run.sh --conf_tag smoke in a copy of the recipe folder
+(teacher with a thin CNN, an S&W student with L_disc, an Fbank student through stages A and B, CTC
+fine-tuning on two labelled sizes, decode, score, RESULTS_smoke.md)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "egs" / "mini_espeak" / "hubert_kd"
+
+
+def _copy_recipe(dst: Path) -> Path:
+    return _copy_recipe_from(RECIPE, dst)
+
+
+def _copy_recipe_from(recipe: Path, dst: Path) -> Path:
+    """Copy a recipe folder; symlinks are recreated pointing at their absolute targets."""
+    def copy(src: Path, out: Path):
+        out.mkdir(parents=True, exist_ok=True)
+        for p in src.iterdir():
+            if p.name in ("data", "exp", "dump", "run.log") or p.name.startswith("RESULTS"):
+                continue
+            if p.is_symlink():
+                (out / p.name).symlink_to(p.resolve())
+            elif p.is_dir():
+                copy(p, out / p.name)
+            else:
+                shutil.copy2(p, out / p.name)
+    copy(recipe, dst)
+    return dst
+
+
+def _train_losses(log: Path, key: str = "loss"):
+    vals = []
+    for line in log.read_text().splitlines():
+        if "[train]" in line:
+            parts = line.split()
+            vals.append(float(parts[parts.index(key) + 1]))
+    return vals
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None and not (ROOT / "tools" / "venv").exists(),
+                    reason="needs espeak-ng")
+def test_hubert_kd_smoke(tmp_path):
+    rec = _copy_recipe(tmp_path / "hubert_kd")
+    env = dict(os.environ, SPEECHKD_ROOT=str(ROOT), cmd_backend="local")
+    cmd = ["bash", "run.sh", "--conf_tag", "smoke", "--students", "sw_disc fb_disc", "--seeds", "1",
+           "--ft_sizes", "100 2"]
+    p = subprocess.run(cmd, cwd=rec, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=1500)
+    assert p.returncode == 0, p.stdout[-4000:]
+    # teacher, stage A front-end, students: checkpoints of type ssl without heads
+    assert (rec / "exp/teacher/model/kmeans.pt").exists()
+    fe = _train_losses(rec / "exp/fb_disc_frontend/seed1/train.log", "fe_l1")
+    assert fe[-1] < fe[0]                                            # stage A learns the CNN output
+    for s in ("sw_disc", "fb_disc"):
+        losses = _train_losses(rec / f"exp/{s}/seed1/train.log")
+        assert losses[-1] < losses[0], (s, losses)
+        assert "kl" in (rec / f"exp/{s}/seed1/train.log").read_text()
+        keys = torch.load(rec / f"exp/{s}/seed1/model/model.pt", weights_only=True)
+        assert keys and not any(k.startswith(("head", "heads", "distiller", "loss")) for k in keys)
+    assert (rec / "exp/fb_disc/seed1/model/cmvn.npz").exists()
+    # fine-tuned, decoded and scored: error rates are numbers in [0, 100+]
+    for d in ("exp/ft_teacher/seed1", "exp/sw_disc/seed1", "exp/fb_disc/seed1"):
+        for size in ("100", "2"):
+            score = json.loads((rec / d / f"ft{size}/decode_test/score.json").read_text())
+            err = float(score["units"]["char"]["Err"])
+            assert 0.0 <= err <= 300.0
+    results = (rec / "RESULTS_smoke.md").read_text()
+    assert "| method | CER ft 100% | CER ft 2% |" in results
+    for name in ("teacher", "S&W 2x128, CNN, L1+cos+L_disc", "S&W 2x128, Fbank, L1+cos+L_disc"):
+        assert name in results
+    assert "params (k)" in results and "RTF x1000" in results
+    assert "D&T 4x92, CNN, L1+cos+L_disc: not run" in results
+
+
+def test_librispeech_hubert_kd_stages_1_to_4_on_fake_tree(tmp_path):
+    """The real recipe's data prep, tokens, features and teacher import run on a fake LibriSpeech tree
+    and a tiny Hugging Face HuBERT."""
+    from transformers import HubertConfig, HubertModel
+
+    from speechkd.corpus.librispeech import make_fake_tree
+
+    tree = make_fake_tree(tmp_path / "src", subsets=("train-clean-100", "dev-clean", "test-clean", "test-other"))
+    hf = tmp_path / "hubert_tiny"
+    HubertModel(HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                             conv_dim=(16, 16), conv_kernel=(10, 3), conv_stride=(5, 2),
+                             num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2)).save_pretrained(hf)
+    rec = _copy_recipe_from(ROOT / "egs" / "librispeech" / "hubert_kd", tmp_path / "ls")
+    env = dict(os.environ, SPEECHKD_ROOT=str(ROOT), cmd_backend="local", HF_HUB_OFFLINE="1")
+    p = subprocess.run(["bash", "run.sh", "--stop_stage", "4", "--nj", "2", "--src", str(tree["librispeech"]),
+                        "--finetune_src", str(tree["finetune"]), "--teacher_ckpt", str(hf)],
+                       cwd=rec, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-4000:]
+    for d in ("train_clean_100", "dev_clean", "test_clean", "test_other", "train_10h", "train_1h", "train_10min"):
+        assert (rec / "data" / d / "wav.scp").exists(), d
+    n_train = len((rec / "data/train_clean_100/wav.scp").read_text().splitlines())
+    assert n_train == 4 and len((rec / "data/train_clean_100/feats.scp").read_text().splitlines()) == n_train
+    assert (rec / "dump/fbank/train_clean_100/cmvn.npz").exists()
+    assert (rec / "data/token_char/units.txt").read_text().strip()
+    from speechkd.models.checkpoint import load_checkpoint
+
+    teacher, cfg = load_checkpoint(rec / "exp/teacher/model")
+    assert cfg["model"]["type"] == "ssl" and teacher.cfg.n_layers == 2 and teacher.cfg.d_model == 32
+    # the student options of every student parse as speechkd-distill overrides
+    q = subprocess.run(["bash", "-c", "source <(sed -n '/^student_opts()/,/^}/p' run.sh); cmvn=x; "
+                        "for s in sw sw_disc dt dt_disc fb fb_disc; do student_opts $s; done"],
+                       cwd=rec, stdout=subprocess.PIPE, text=True)
+    assert q.stdout.count("--student.preset") == 6 and q.stdout.count("--loss.w_disc 1.0") == 3
