@@ -228,3 +228,28 @@ def test_match_layers_and_frontend_freezing(teacher_dir):
         assert not any(v for n, v in grads.items() if n.startswith("feature_extractor."))
         assert all(not v for n, v in grads.items() if n.startswith("feature_projection.")) == proj_frozen
         assert all(v for n, v in grads.items() if n.startswith("encoder."))
+
+
+def test_fbank_teacher_and_student_share_one_input(tmp_path, data_with_feats):
+    """A Fbank teacher and a Fbank student with the same CMVN read the features once (no paired input)."""
+    from speechkd.features.cmvn import compute_cmvn_from_scp
+
+    torch.manual_seed(0)
+    t = SSLModel(SSLConfig.from_dict({**TINY, "frontend": "fbank", "fbank_channels": 16}))
+    save_checkpoint(tmp_path / "fbt", t, {"model": t.model_config()})
+    compute_cmvn_from_scp(data_with_feats / "feats.scp", progress=False).save(tmp_path / "fbt" / "cmvn.npz")
+    cfg = _cfg("student.n_layers=1", "student.frontend=fbank", "train.max_steps=2")
+    seen = []
+    orig = DistillTask.forward
+
+    def spy(self, batch):
+        seen.append("s_x" in batch)
+        return orig(self, batch)
+
+    DistillTask.forward = spy
+    try:
+        out = distill(cfg, tmp_path / "fbt", data_with_feats, None, tmp_path / "fbs")
+    finally:
+        DistillTask.forward = orig
+    assert seen and not any(seen)
+    assert (out / "cmvn.npz").read_bytes() == (tmp_path / "fbt" / "cmvn.npz").read_bytes()

@@ -48,6 +48,7 @@ heads in ``train_state.pt``), ``exp/train.log`` (per-layer ``l1/<k>``, ``cos/<k>
 """
 from __future__ import annotations
 
+import filecmp
 import logging
 import shutil
 from pathlib import Path
@@ -372,7 +373,7 @@ def distill(cfg: dict, teacher_dir, train_data, valid_data=None, exp_dir="exp/st
 
     def dataset(d):
         t_ds = make_dataset(t_fe, d, data_cfg, cmvn=t_cmvn, text_file=None)
-        if t_fe == s_fe and (t_fe == "cnn" or Path(t_cmvn).resolve() == Path(s_cmvn).resolve()):
+        if t_fe == s_fe and (t_fe == "cnn" or filecmp.cmp(t_cmvn, s_cmvn, shallow=False)):
             return t_ds
         return PairedDataset(t_ds, make_dataset(s_fe, d, data_cfg, cmvn=s_cmvn, text_file=None))
 
