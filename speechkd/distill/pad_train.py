@@ -1,0 +1,592 @@
+"""PAD training glue: distil a frozen text model into a speech SSL model (:mod:`speechkd.distill.pad`
+losses), then fine-tune and evaluate an intent classifier on the distilled speech model.
+
+Distillation (``distill_pad``). For every paired utterance (audio + transcript, no intent label) the
+units of each granularity are precomputed once (:func:`build_unit_table`):
+
+* ``utterance``: the whole utterance ↔ mean of the text model's word-piece states;
+* ``word``: frames of each ``words.ctm`` span ↔ the word's word pieces mean-pooled;
+* ``subword``: each word span split among its pieces by characters (:func:`~speechkd.distill.pad.split_span`)
+  ↔ each piece's state;
+* ``phone``: frames of each ``phones.ctm`` span ↔ the state of the word piece that holds the phone's
+  midpoint (the text model has no phones: a phone learns the sub-word it belongs to).
+
+Without ``words.ctm`` (real corpora; ``units.ctm_fallback: chars``) the word spans are the utterance's
+frames divided among the words in proportion to their letters. Each unit gets a prior weight
+(``prior.<granularity>``: ``frequency`` = inverse training-set frequency of the unit label, ``duration``,
+``uniform``). Per step::
+
+    out = speech_model(x, lengths)                                   # SSLOutput
+    h = out.hidden_states[speech_layer]                              # (B, T', D)
+    speech[g] = units_from_spans(h, out.lengths, spans[g])           # list of (U_b, D)
+    loss, logs = PADLoss(speech, text_targets, prior_weights)        # + projection heads, σ_g
+
+The structure of neither model changes: the saved ``exp/model`` is a plain SSL checkpoint (the
+projection heads and σ_g are kept in ``train_state.pt`` only). Baselines are configs of the same code
+(``pad.metric`` mse|cosine|infonce, ``pad.granularities: [utterance]``, ``prior: uniform``,
+``pad.combine: fixed``).
+
+Intent classification (``finetune_intent`` / ``evaluate_intent``): :class:`IntentModel` = SSL encoder +
+:class:`~speechkd.models.heads.IntentHead` (mean pooling + MLP) trained with cross-entropy on a small
+labelled set (``utt2intent``); ``finetune.freeze_encoder_steps`` trains only the head first.
+Evaluation writes ``<dir>/hyp`` and ``<dir>/ref`` (``utt intent``), ``accuracy.json`` and a
+``score.json`` in the ESPnet table form (unit ``intent``: one token per utterance, so ``Corr`` is the
+accuracy and ``Err`` the error rate) for ``speechkd-make-results``.
+
+Library use::
+
+    cfg = load_config("conf/pad.yaml", defaults=PAD_DEFAULTS)
+    distill_pad(cfg, "data/train", "exp/teacher/model", "exp/text_lm", "exp/pad/pad_seed1", valid_data="data/dev")
+    cfg = load_config("conf/intent.yaml", defaults=INTENT_DEFAULTS)
+    model_dir = finetune_intent(cfg, "data/train_sub", "exp/pad/pad_seed1/model", "exp/intent/pad/seed1",
+                                valid_data="data/dev")
+    acc = evaluate_intent(model_dir, "data/test", "exp/intent/pad/seed1/decode_test")["accuracy"]
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data.datadir import DataDir, read_kv
+from ..models.checkpoint import load_checkpoint, register_model
+from ..models.heads import IntentHead
+from ..models.ssl import SSLConfig, SSLModel
+from ..train.data import DATA_DEFAULTS, make_loader, resolve_cmvn
+from ..train.trainer import OPTIM_DEFAULTS, TRAIN_DEFAULTS, Trainer, seed_everything
+from ..utils.config import merge, save_config
+from ..utils.errors import ConfigError, DataError
+from ..utils.fileio import atomic_open, atomic_path, atomic_write_text
+from .pad import (PADLoss, duration_prior, frame_spans_from_ctm, frequency_prior, mean_pool,
+                  normalise_prior, split_span, uniform_prior, units_from_spans)
+
+log = logging.getLogger("speechkd")
+
+GRANULARITIES = ("utterance", "word", "subword", "phone")
+PRIORS = ("uniform", "frequency", "duration")
+
+#: Defaults of a PAD distillation config.
+PAD_DEFAULTS: Dict = {
+    "pad": {
+        "granularities": ["utterance", "word", "subword", "phone"],
+        "metric": "cosine",              # mse | cosine | infonce
+        "combine": "uncertainty",        # uncertainty (adaptive) | fixed
+        "fixed_weights": None,           # with combine=fixed: one weight per granularity (default 1 each)
+        "temperature": 0.1,              # InfoNCE τ
+        "speech_layer": -1,              # hidden-state index of the speech model (HF convention)
+        "text_layer": -1,                # hidden-state index of the text model
+    },
+    "prior": {"utterance": "uniform", "word": "frequency", "subword": "frequency", "phone": "duration",
+              "alpha": 0.5, "smoothing": 1.0},
+    "units": {"text_file": "text", "words_ctm": "words.ctm", "phones_ctm": "phones.ctm",
+              "ctm_fallback": "error"},   # error | chars (word spans from letter counts when no words.ctm)
+    "model": {"freeze_frontend": True, "mask": False},
+    "data": dict(DATA_DEFAULTS),
+    "optim": dict(OPTIM_DEFAULTS, lr=2e-4, warmup_steps=20),
+    "train": dict(TRAIN_DEFAULTS, max_steps=200),
+}
+
+#: Defaults of an intent fine-tuning config.
+INTENT_DEFAULTS: Dict = {
+    "model": {"hidden_dim": 256, "dropout": 0.1, "layer": -1, "freeze_frontend": True,
+              "overrides": {"mask_time_prob": 0.05, "mask_time_length": 5, "layerdrop": 0.0}},
+    "finetune": {"freeze_encoder_steps": 0, "freeze_encoder": False},
+    "data": dict(DATA_DEFAULTS),
+    "optim": dict(OPTIM_DEFAULTS, lr=1e-3, warmup_steps=10),
+    "train": dict(TRAIN_DEFAULTS, max_steps=150, best_metric="acc", best_mode="max"),
+}
+
+
+# =========================================================================================== units
+def read_ctm(path) -> Dict[str, List[Tuple[str, float, float]]]:
+    """CTM ``utt 1 start dur token`` → utt → [(token, start_s, dur_s)] in file order."""
+    out: Dict[str, List[Tuple[str, float, float]]] = {}
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 5:
+                raise DataError(path, i, f"CTM line needs 'utt channel start dur token', got {line.strip()!r}")
+            try:
+                start, dur = float(parts[2]), float(parts[3])
+            except ValueError:
+                raise DataError(path, i, f"bad start/duration {parts[2]!r} {parts[3]!r}") from None
+            out.setdefault(parts[0], []).append((parts[4], start, dur))
+    return out
+
+
+def char_spans(words: Sequence[str], num_frames: int) -> List[Tuple[int, int]]:
+    """Word frame spans without an alignment: ``num_frames`` divided in proportion to letters."""
+    return split_span((0, max(1, num_frames)), [len(w) for w in words])
+
+
+class TextUnits:
+    """Text-model targets of one transcript: piece states, their words and labels.
+
+    ``pieces`` (N, D) word-piece states (specials removed), ``piece_words`` word index of each piece,
+    ``piece_labels`` piece strings (frequency-prior labels), ``piece_chars`` letters per piece,
+    ``words`` (W, D) per-word means, ``utterance`` (1, D) mean of the pieces.
+    """
+
+    def __init__(self, pieces: Tensor, piece_words: List[int], piece_labels: List[str], piece_chars: List[int]):
+        self.pieces, self.piece_words = pieces, piece_words
+        self.piece_labels, self.piece_chars = piece_labels, piece_chars
+        n_words = max(piece_words) + 1 if piece_words else 0
+        idx = torch.tensor(piece_words, dtype=torch.long)
+        D = pieces.shape[-1]
+        sums = pieces.new_zeros(n_words, D).index_add(0, idx, pieces) if n_words else pieces.new_zeros(0, D)
+        counts = torch.bincount(idx, minlength=n_words).clamp_min(1).to(pieces.dtype) if n_words else None
+        self.words = sums / counts[:, None] if n_words else sums
+        self.utterance = pieces.mean(0, keepdim=True) if len(pieces) else pieces.new_zeros(1, D)
+
+
+@torch.no_grad()
+def encode_text_units(tokenizer, model, texts: Sequence[str], layer: int = -1, batch_size: int = 32,
+                      max_length: int = 256) -> List[TextUnits]:
+    """Run a HF encoder over ``texts`` → one :class:`TextUnits` per text (word = whitespace word)."""
+    out = []
+    for i in range(0, len(texts), batch_size):
+        chunk = list(texts[i:i + batch_size])
+        batch = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
+        h = model(**batch, output_hidden_states=True).hidden_states[layer].float()
+        for b in range(len(chunk)):
+            wid = batch.word_ids(b)
+            keep = [k for k, w in enumerate(wid) if w is not None]
+            toks = tokenizer.convert_ids_to_tokens(batch["input_ids"][b, keep].tolist())
+            labels = [str(t) for t in toks]
+            chars = [len(t.replace("\u2581", "")) for t in labels]
+            out.append(TextUnits(h[b, keep].contiguous(), [int(wid[k]) for k in keep], labels, chars))
+    return out
+
+
+def _unit_record(utt: str, tu: TextUnits, words_ctm, phones_ctm, num_frames: int, frame_rate: float,
+                 words_text: List[str], granularities: Sequence[str]) -> dict:
+    """Spans, text targets, labels and durations of one utterance for each granularity."""
+    n_words = tu.words.shape[0]
+    if n_words != len(words_text):
+        raise DataError(None, None, f"{utt}: the text model sees {n_words} words, the transcript has "
+                        f"{len(words_text)}")
+    if words_ctm is not None:
+        if [w for w, _, _ in words_ctm] != words_text:
+            raise DataError(None, None, f"{utt}: words.ctm words {[w for w, _, _ in words_ctm]} differ from "
+                            f"the transcript {words_text}")
+        wspans = frame_spans_from_ctm([(s, d) for _, s, d in words_ctm], frame_rate, num_frames)
+    else:
+        wspans = char_spans(words_text, num_frames)
+    rec = {"spans": {}, "text": {}, "labels": {}, "durations": {}}
+    if "utterance" in granularities:
+        rec["spans"]["utterance"] = [(0, num_frames)]
+        rec["text"]["utterance"] = tu.utterance
+        rec["labels"]["utterance"] = ["<utt>"]
+        rec["durations"]["utterance"] = [float(num_frames)]
+    if "word" in granularities:
+        rec["spans"]["word"] = wspans
+        rec["text"]["word"] = tu.words
+        rec["labels"]["word"] = list(words_text)
+        rec["durations"]["word"] = [float(e - s) for s, e in wspans]
+    pspans: List[Tuple[int, int]] = []
+    for w, span in enumerate(wspans):
+        idx = [k for k, pw in enumerate(tu.piece_words) if pw == w]
+        pspans += split_span(span, [tu.piece_chars[k] for k in idx])
+    if "subword" in granularities:
+        rec["spans"]["subword"] = pspans
+        rec["text"]["subword"] = tu.pieces
+        rec["labels"]["subword"] = list(tu.piece_labels)
+        rec["durations"]["subword"] = [float(e - s) for s, e in pspans]
+    if "phone" in granularities:
+        if phones_ctm is None:
+            raise DataError(None, None, f"{utt}: phone granularity needs phones.ctm")
+        phspans = frame_spans_from_ctm([(s, d) for _, s, d in phones_ctm], frame_rate, num_frames)
+        owner = []
+        for s, e in phspans:
+            mid = 0.5 * (s + e)
+            dist = [0.0 if a <= mid < b else min(abs(mid - a), abs(mid - b)) for a, b in pspans]
+            owner.append(min(range(len(dist)), key=dist.__getitem__))
+        rec["spans"]["phone"] = phspans
+        rec["text"]["phone"] = tu.pieces[owner] if owner else tu.pieces.new_zeros(0, tu.pieces.shape[-1])
+        rec["labels"]["phone"] = [p for p, _, _ in phones_ctm]
+        rec["durations"]["phone"] = [float(e - s) for s, e in phspans]
+    return rec
+
+
+def add_priors(table: Dict[str, dict], prior_cfg: dict, granularities: Sequence[str]) -> Dict[str, Counter]:
+    """Fill ``rec["weights"][g]`` of every record with the configured prior; returns the label counts."""
+    counts = {g: Counter(l for rec in table.values() for l in rec["labels"][g]) for g in granularities}
+    for rec in table.values():
+        rec["weights"] = {}
+        for g in granularities:
+            kind = prior_cfg.get(g, "uniform")
+            if kind == "uniform":
+                w = uniform_prior(len(rec["labels"][g]))
+            elif kind == "frequency":
+                w = frequency_prior(rec["labels"][g], counts[g], float(prior_cfg["alpha"]),
+                                    float(prior_cfg["smoothing"]))
+            elif kind == "duration":
+                w = duration_prior(rec["durations"][g])
+            else:
+                raise ConfigError(f"prior.{g}: unknown prior '{kind}' (choose from {PRIORS})")
+            rec["weights"][g] = normalise_prior(w)
+    return counts
+
+
+def build_unit_table(data_dir, text_model, granularities: Sequence[str], frame_rate: float,
+                     subsampling, units_cfg: dict, prior_cfg: dict, text_layer: int = -1) -> Dict[str, dict]:
+    """Unit records (spans, text targets, prior weights) of every utterance of ``data_dir``.
+
+    ``text_model``: a HF model dir (tokenizer + encoder) or a ``(tokenizer, model)`` pair;
+    ``subsampling``: callable input frames (LongTensor) → encoder frames.
+    """
+    d = DataDir(data_dir)
+    texts = dict(read_kv(d.file(units_cfg["text_file"])))
+    nframes = {u: int(v) for u, v in read_kv(d.file("utt2num_frames")).items()}
+    bad = [g for g in granularities if g not in GRANULARITIES]
+    if bad:
+        raise ConfigError(f"pad.granularities: unknown '{bad[0]}' (choose from {GRANULARITIES})")
+    wctm = pctm = None
+    if any(g in granularities for g in ("word", "subword", "phone")):
+        if d.has(units_cfg["words_ctm"]):
+            wctm = read_ctm(d.file(units_cfg["words_ctm"]))
+        elif units_cfg["ctm_fallback"] != "chars":
+            raise DataError(d.file(units_cfg["words_ctm"]), None,
+                            "not found: word/sub-word granularities need word times (or units.ctm_fallback=chars)")
+        else:
+            log.warning("%s: no %s: word spans from letter counts", data_dir, units_cfg["words_ctm"])
+    if "phone" in granularities:
+        if not d.has(units_cfg["phones_ctm"]):
+            raise DataError(d.file(units_cfg["phones_ctm"]), None, "not found: the phone granularity needs it")
+        pctm = read_ctm(d.file(units_cfg["phones_ctm"]))
+    if isinstance(text_model, (str, Path)):
+        from transformers import AutoModel, AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(text_model), local_files_only=True)
+        enc = AutoModel.from_pretrained(str(text_model), local_files_only=True).eval()
+    else:
+        tok, enc = text_model
+    utts = [u for u in nframes if u in texts]
+    if len(utts) < len(nframes):
+        log.warning("%s: %d utterances without a transcript skipped", data_dir, len(nframes) - len(utts))
+    from tqdm import tqdm
+
+    tus = []
+    for i in tqdm(range(0, len(utts), 64), desc="text units", leave=False):
+        tus += encode_text_units(tok, enc, [texts[u] for u in utts[i:i + 64]], text_layer)
+    enc_frames = subsampling(torch.tensor([nframes[u] for u in utts]))
+    table = {}
+    for u, tu, nf in zip(utts, tus, enc_frames.tolist()):
+        try:
+            table[u] = _unit_record(u, tu, wctm.get(u) if wctm is not None else None,
+                                    pctm.get(u) if pctm is not None else None, int(nf), frame_rate,
+                                    texts[u].split(), granularities)
+        except DataError as e:
+            raise DataError(d.file(units_cfg["text_file"]), None, str(e).split(": ", 1)[-1]) from None
+    add_priors(table, prior_cfg, granularities)
+    return table
+
+
+# ====================================================================================== distillation
+class PADTask(nn.Module):
+    """Speech model + :class:`PADLoss`; ``forward(batch) -> (loss, logs)`` using the unit table."""
+
+    def __init__(self, model: SSLModel, loss_fn: PADLoss, table: Dict[str, dict], speech_layer: int = -1,
+                 mask: bool = False):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+        self.table, self.speech_layer, self.mask = table, speech_layer, mask
+
+    def forward(self, batch):
+        out = self.model(batch["x"], batch["x_lengths"], mask=self.mask and self.training)
+        h = out.hidden_states[self.speech_layer]
+        recs = [self.table[u] for u in batch["utts"]]
+        speech, text, weights = {}, {}, {}
+        for g in self.loss_fn.granularities:
+            if g == "utterance":
+                speech[g] = list(mean_pool(h, out.padding_mask)[:, None])
+            else:
+                speech[g] = units_from_spans(h, out.lengths, [r["spans"][g] for r in recs])
+            text[g] = [r["text"][g].to(h.device) for r in recs]
+            weights[g] = [r["weights"][g] for r in recs]
+        loss, logs = self.loss_fn(speech, text, weights)
+        if self.loss_fn.combine == "uncertainty":
+            for g, w in zip(self.loss_fn.granularities, self.loss_fn.granularity_weights().tolist()):
+                logs[f"w/{g}"] = w
+        return loss, logs
+
+
+def _task_step(task, batch):
+    return task(batch)
+
+
+@torch.no_grad()
+def _validate_task(task, loader) -> Dict[str, float]:
+    task.eval()
+    tot: Dict[str, float] = {}
+    n = 0
+    for batch in loader:
+        batch = {k: (v.to(next(task.parameters()).device) if isinstance(v, Tensor) else v) for k, v in batch.items()}
+        _, logs = task(batch)
+        for k, v in logs.items():
+            tot[k] = tot.get(k, 0.0) + float(v)
+        n += 1
+    task.train()
+    out = {k: v / max(n, 1) for k, v in tot.items()}
+    out["loss"] = out.get("pad", 0.0)
+    return out
+
+
+def _copy_files(files):
+    def fn(d: Path):
+        for f in files:
+            if f is not None and Path(f).exists():
+                shutil.copyfile(f, d / Path(f).name)
+    return fn
+
+
+def distill_pad(cfg: dict, train_data, init, text_model, exp_dir, valid_data=None) -> Path:
+    """PAD (or a metric baseline) from the text model ``text_model`` into the SSL checkpoint ``init``
+    on the paired data ``train_data`` (feats.scp + text + CTMs); returns ``exp_dir/model`` (SSL type)."""
+    cfg = merge(PAD_DEFAULTS, cfg)
+    pcfg = cfg["pad"]
+    exp_dir = Path(exp_dir)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(int(cfg["train"].get("seed", 0)))
+    model, src_cfg = load_checkpoint(init)
+    if not isinstance(model, SSLModel):
+        raise ConfigError(f"{init}: PAD distils into an SSL checkpoint (type ssl), got '{src_cfg['model']['type']}'")
+    if model.cfg.frontend != "fbank":
+        raise ConfigError(f"{init}: the mini recipes use a fbank front-end (cnn is not wired here)")
+    if cfg["model"]["freeze_frontend"]:
+        for p in model.feature_extractor.parameters():
+            p.requires_grad_(False)
+    model.train()
+    frame_rate = 100.0 * float(model.output_lengths(torch.tensor([1000]))[0]) / 1000.0
+    grans = pcfg["granularities"]
+    grans = [g for g in grans.replace("+", ",").split(",") if g] if isinstance(grans, str) else list(grans)
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(text_model), local_files_only=True)
+    tmodel = AutoModel.from_pretrained(str(text_model), local_files_only=True).eval()
+    table = build_unit_table(train_data, (tok, tmodel), grans, frame_rate, model.output_lengths, cfg["units"],
+                             cfg["prior"], int(pcfg["text_layer"]))
+    vtable = {}
+    if valid_data is not None:
+        vtable = build_unit_table(valid_data, (tok, tmodel), grans, frame_rate, model.output_lengths,
+                                  cfg["units"], cfg["prior"], int(pcfg["text_layer"]))
+    loss_fn = PADLoss(model.cfg.d_model, tmodel.config.hidden_size, grans, pcfg["metric"], pcfg["combine"],
+                      pcfg.get("fixed_weights"), float(pcfg["temperature"]))
+    task = PADTask(model, loss_fn, {**vtable, **table}, int(pcfg["speech_layer"]), bool(cfg["model"]["mask"]))
+    log.info("PAD: %s granularities, metric %s, combine %s, priors %s, %d paired utts, speech dim %d -> "
+             "text dim %d at %.0f frames/s", "+".join(grans), pcfg["metric"], pcfg["combine"],
+             {g: cfg["prior"].get(g, "uniform") for g in grans}, len(table), model.cfg.d_model,
+             tmodel.config.hidden_size, frame_rate)
+    data_cfg = cfg["data"]
+    cmvn = resolve_cmvn(data_cfg, train_data, exp_dir, init_dir=init)
+    cfg["data"] = dict(data_cfg, cmvn=str(cmvn))
+    cfg["model"] = dict(model.model_config())
+    cfg["init"], cfg["text_model"] = str(init), str(text_model)
+    seed = int(cfg["train"].get("seed", 0))
+    loader = make_loader(_dataset(train_data, data_cfg, cmvn, list(table)), "fbank", data_cfg, seed=seed,
+                         train=True)
+    vloader = None
+    if vtable:
+        vloader = make_loader(_dataset(valid_data, data_cfg, cmvn, list(vtable)), "fbank", data_cfg, seed=seed,
+                              train=False)
+    save_config(cfg, exp_dir / "config.yaml")
+    trainer = Trainer(task, _task_step, cfg["optim"], exp_dir, cfg, state_dict_fn=lambda t: t.model.state_dict(),
+                      extra_save_fn=_copy_files([cmvn]))
+    metrics = trainer.fit(loader, vloader, valid_fn=_validate_task if vloader is not None else None)
+    if metrics:
+        atomic_write_text(exp_dir / "valid.json", json.dumps(metrics, indent=1) + "\n")
+    return exp_dir / "model"
+
+
+def _dataset(data_dir, data_cfg, cmvn, utts=None, extra=None):
+    from ..data.dataset import FeatsDataset
+
+    return FeatsDataset(data_dir, cmvn=cmvn, text_file=None, extra=extra, utts=utts,
+                        feats_file=data_cfg.get("feats_file", "feats.scp"))
+
+
+# ============================================================================================ intent
+@register_model("intent")
+class IntentModel(nn.Module):
+    """SSL encoder + intent head. ``forward(x, lengths) -> logits (B, num_intents)``.
+
+    Config (``model:`` of the checkpoint): ``encoder`` (SSLConfig dict), ``intents`` (label list),
+    ``hidden_dim``, ``dropout``, ``layer`` (hidden-state index pooled), ``freeze_frontend``.
+    """
+
+    def __init__(self, encoder_cfg: dict, intents: Sequence[str], hidden_dim: int = 256, dropout: float = 0.1,
+                 layer: int = -1, freeze_frontend: bool = True):
+        super().__init__()
+        self.encoder = SSLModel(SSLConfig.from_dict(dict(encoder_cfg, num_labels=0)))
+        self.intents = list(intents)
+        self.layer, self.freeze_frontend = layer, freeze_frontend
+        self.hidden_dim, self.dropout = hidden_dim, dropout
+        self.head = IntentHead(self.encoder.cfg.d_model, len(self.intents), hidden_dim, dropout)
+        if freeze_frontend:
+            for p in self.encoder.feature_extractor.parameters():
+                p.requires_grad_(False)
+
+    @classmethod
+    def from_config(cls, model_cfg: dict) -> "IntentModel":
+        return cls(model_cfg["encoder"], model_cfg["intents"], int(model_cfg.get("hidden_dim", 256)),
+                   float(model_cfg.get("dropout", 0.1)), int(model_cfg.get("layer", -1)),
+                   bool(model_cfg.get("freeze_frontend", True)))
+
+    def model_config(self) -> dict:
+        return {"type": "intent", "encoder": self.encoder.cfg.to_dict(), "intents": self.intents,
+                "hidden_dim": self.hidden_dim, "dropout": self.dropout, "layer": self.layer,
+                "freeze_frontend": self.freeze_frontend}
+
+    def forward(self, x: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
+        out = self.encoder(x, lengths, mask=self.training)
+        return self.head(out.hidden_states[self.layer], out.padding_mask)
+
+
+class IntentTask(nn.Module):
+    def __init__(self, model: IntentModel):
+        super().__init__()
+        self.model = model
+        self.index = {n: i for i, n in enumerate(model.intents)}
+
+    def forward(self, batch):
+        logits = self.model(batch["x"], batch["x_lengths"])
+        y = torch.tensor([self.index[i] for i in batch["intent"]], device=logits.device)
+        loss = F.cross_entropy(logits, y)
+        acc = float((logits.argmax(-1) == y).float().mean())
+        return loss, {"acc": 100.0 * acc}
+
+
+@torch.no_grad()
+def _validate_intent(task, loader) -> Dict[str, float]:
+    task.eval()
+    loss = correct = n = 0.0
+    dev = next(task.parameters()).device
+    for batch in loader:
+        logits = task.model(batch["x"].to(dev), batch["x_lengths"].to(dev))
+        y = torch.tensor([task.index.get(i, -100) for i in batch["intent"]], device=dev)
+        loss += float(F.cross_entropy(logits, y, reduction="sum", ignore_index=-100))
+        correct += float((logits.argmax(-1) == y).sum())
+        n += len(y)
+    task.train()
+    return {"loss": loss / max(n, 1), "acc": 100.0 * correct / max(n, 1)}
+
+
+def select_labelled(data_dir, per_intent: int, seed: int) -> List[str]:
+    """``per_intent`` utterances of each intent (``utt2intent``), drawn with ``seed``; sorted ids."""
+    import random
+
+    u2i = read_kv(DataDir(data_dir).file("utt2intent"))
+    by: Dict[str, List[str]] = {}
+    for u, i in u2i.items():
+        by.setdefault(i, []).append(u)
+    rng = random.Random(seed)
+    out = []
+    for i in sorted(by):
+        out += rng.sample(by[i], min(per_intent, len(by[i])))
+    return sorted(out)
+
+
+def finetune_intent(cfg: dict, train_data, init, exp_dir, valid_data=None, intents: Optional[Sequence[str]] = None
+                    ) -> Path:
+    """Train :class:`IntentModel` from the SSL checkpoint ``init`` on ``train_data`` (feats.scp +
+    utt2intent); returns ``exp_dir/model``. ``intents`` fixes the label list (default: sorted labels of
+    ``train_data`` and ``valid_data``)."""
+    cfg = merge(INTENT_DEFAULTS, cfg)
+    exp_dir = Path(exp_dir)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    seed = int(cfg["train"].get("seed", 0))
+    seed_everything(seed)
+    src, src_cfg = load_checkpoint(init)
+    if isinstance(src, IntentModel):
+        src = src.encoder
+    if not isinstance(src, SSLModel):
+        raise ConfigError(f"{init}: intent fine-tuning starts from an SSL checkpoint, got '{src_cfg['model']['type']}'")
+    if intents is None:
+        labels = set(read_kv(DataDir(train_data).file("utt2intent")).values())
+        if valid_data is not None:
+            labels |= set(read_kv(DataDir(valid_data).file("utt2intent")).values())
+        intents = sorted(labels)
+    mcfg = cfg["model"]
+    enc_cfg = dict(src.cfg.to_dict(), **(mcfg.get("overrides") or {}))
+    model = IntentModel(enc_cfg, intents, int(mcfg["hidden_dim"]), float(mcfg["dropout"]), int(mcfg["layer"]),
+                        bool(mcfg["freeze_frontend"]))
+    state = {k: v for k, v in src.state_dict().items() if not k.startswith("head.")}
+    model.encoder.load_state_dict(state, strict=True)
+    cfg["model"] = model.model_config()
+    cfg["init"] = str(init)
+    data_cfg = cfg["data"]
+    cmvn = resolve_cmvn(data_cfg, train_data, exp_dir, init_dir=init)
+    cfg["data"] = dict(data_cfg, cmvn=str(cmvn))
+    train_ds = _dataset(train_data, data_cfg, cmvn, extra={"intent": "utt2intent"})
+    loader = make_loader(train_ds, "fbank", data_cfg, seed=seed, train=True)
+    vloader = None
+    if valid_data is not None:
+        vloader = make_loader(_dataset(valid_data, data_cfg, cmvn, extra={"intent": "utt2intent"}), "fbank",
+                              data_cfg, seed=seed, train=False)
+    fcfg = cfg["finetune"]
+    if fcfg.get("freeze_encoder"):
+        cfg["train"] = dict(cfg["train"], freeze=list(cfg["train"].get("freeze") or []) + ["model.encoder."])
+    elif int(fcfg.get("freeze_encoder_steps") or 0):
+        cfg["train"] = dict(cfg["train"], freeze_steps={**(cfg["train"].get("freeze_steps") or {}),
+                                                         "model.encoder.": int(fcfg["freeze_encoder_steps"])})
+    save_config(cfg, exp_dir / "config.yaml")
+    log.info("intent fine-tuning: %d intents, %d labelled utts, from %s", len(intents), len(train_ds), init)
+    trainer = Trainer(IntentTask(model), _task_step, cfg["optim"], exp_dir, cfg,
+                      state_dict_fn=lambda t: t.model.state_dict(), extra_save_fn=_copy_files([cmvn]))
+    trainer.fit(loader, vloader, valid_fn=_validate_intent if vloader is not None else None)
+    return exp_dir / "model"
+
+
+def intent_score(refs: Dict[str, str], hyps: Dict[str, str]) -> dict:
+    """ESPnet-table stats of intent classification (unit ``intent``, one token per utterance)."""
+    missing = [u for u in refs if u not in hyps]
+    if missing:
+        raise ConfigError(f"no prediction for utterance '{missing[0]}'")
+    n = len(refs)
+    corr = sum(hyps[u] == r for u, r in refs.items())
+    return {"snt": n, "wrd": n, "corr": corr, "sub": n - corr, "dele": 0, "ins": 0, "serr": n - corr}
+
+
+@torch.no_grad()
+def evaluate_intent(model_dir, data_dir, out_dir, batch_seconds: float = 60.0) -> dict:
+    """Predict the intents of ``data_dir`` (feats.scp + utt2intent) with an intent checkpoint and write
+    ``out_dir/{hyp,ref,accuracy.json,score.json}``; returns ``{"accuracy", "n", "correct"}``."""
+    from ..asr.scoring import ErrorStats
+
+    model, cfg = load_checkpoint(model_dir)
+    if not isinstance(model, IntentModel):
+        raise ConfigError(f"{model_dir}: not an intent model (type {cfg['model']['type']})")
+    cmvn = Path(model_dir) / "cmvn.npz"
+    ds = _dataset(data_dir, dict(DATA_DEFAULTS), cmvn if cmvn.exists() else cfg["data"].get("cmvn"),
+                  extra={"intent": "utt2intent"})
+    loader = make_loader(ds, "fbank", dict(DATA_DEFAULTS, batch_seconds=batch_seconds), train=False)
+    hyps, refs = {}, {}
+    for batch in loader:
+        pred = model(batch["x"], batch["x_lengths"]).argmax(-1).tolist()
+        for u, p, r in zip(batch["utts"], pred, batch["intent"]):
+            hyps[u], refs[u] = model.intents[p], r
+    st = intent_score(refs, hyps)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, table in (("hyp", hyps), ("ref", refs)):
+        with atomic_open(out / name) as f:
+            f.writelines(f"{u} {table[u]}\n" for u in sorted(table))
+    acc = 100.0 * st["corr"] / max(st["snt"], 1)
+    res = {"accuracy": acc, "n": st["snt"], "correct": st["corr"],
+           "unseen_intents": sorted(set(refs.values()) - set(model.intents))}
+    atomic_write_text(out / "accuracy.json", json.dumps(res, indent=1) + "\n")
+    es = ErrorStats(**st)
+    score = {"name": str(out), "ref": str(Path(data_dir) / "utt2intent"), "hyp": str(out / "hyp"),
+             "units": {"intent": es.to_dict()}, "per_lang": {}}
+    atomic_write_text(out / "score.json", json.dumps(score, indent=1) + "\n")
+    log.info("intent accuracy %.2f%% (%d/%d) on %s", acc, st["corr"], st["snt"], data_dir)
+    return res
