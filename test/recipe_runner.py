@@ -1,0 +1,50 @@
+"""Run a recipe's ``run.sh`` in a scratch copy of its folder, as the recipe smoke tests do.
+
+The copy lives at ``<tmp>/egs/<corpus>/<method>`` with ``<tmp>/egs/TEMPLATE``, ``<tmp>/egs/<corpus>/conf``
+and ``<tmp>/utils`` linked to the repository's, so the recipe's relative links (``utils``, ``steps``,
+``path.sh``, ``cmd.sh``) resolve as in the repository while data/, dump/ and exp/ stay in the scratch dir.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def copy_recipe(recipe: str, tmp: Path) -> Path:
+    """``recipe`` like ``"mini_espeak/asr"``; returns the scratch recipe dir."""
+    src = REPO / "egs" / recipe
+    dst = tmp / "egs" / recipe
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src, dst, symlinks=True,
+                    ignore=shutil.ignore_patterns("data", "dump", "exp", "run.log", "RESULTS*.md", "*.png"))
+    (tmp / "egs" / "TEMPLATE").symlink_to(REPO / "egs" / "TEMPLATE")
+    (tmp / "utils").symlink_to(REPO / "utils")
+    corpus_conf = src.parent / "conf"
+    if corpus_conf.is_dir() and not (dst.parent / "conf").exists():
+        (dst.parent / "conf").symlink_to(corpus_conf)
+    return dst
+
+
+def run_recipe(recipe_dir: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SPEECHKD_ROOT": str(REPO), "cmd_backend": "local"}
+    proc = subprocess.run(["bash", "run.sh", *args], cwd=recipe_dir, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"run.sh {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def log_values(log: Path, key: str, tag: str = "[train]") -> list:
+    """Values of ``key`` in the trainer's ``train.log`` lines carrying ``tag``."""
+    vals = []
+    for line in log.read_text().splitlines():
+        if tag in line:
+            parts = line.split()
+            if key in parts:
+                vals.append(float(parts[parts.index(key) + 1]))
+    return vals
