@@ -12,8 +12,8 @@
 # Stages: 1 corpus (espeak-ng, exact phone times) | 2 phone inventory | 3 Fbank + CMVN | 4 data subsets
 # (English distillation set, per-language labelled/dev/test sets) | 5 phone CTC aligner on English |
 # 6 forced alignment + boundary accuracy vs espeak-ng | 7 phone shuffling + Fbank | 8 multilingual teacher
-# (HuBERT iteration 1; stands in for XLSR-53) | 9 distillation (3 students) | 10 per-language CTC
-# fine-tuning + decode + score | 11 RESULTS.md
+# (HuBERT iteration 1; stands in for XLSR-53) | 9 distillation (3 students) | 10 CTC fine-tuning on the
+# evaluation languages (joint or one model per language) + decode + score per language | 11 RESULTS.md
 set -euo pipefail
 
 stage=1
@@ -182,10 +182,11 @@ langs = sys.argv[3].split()
 joint = sys.argv[4] == 'joint'
 spec['columns'] += [{'name': l, 'decode': 'all/decode_test', 'lang': l} if joint else {'name': l, 'decode': f'{l}/decode_test'}
                     for l in langs] + [{'name': 'avg', 'mean_of': langs}]
+spec['notes'].insert(0, 'Command: ' + chr(96) + sys.argv[5] + chr(96) + ' in egs/mini_espeak/distilxlsr.')
 spec['notes'].append('Fine-tuning: ' + ('one multilingual CTC model per seed on the labelled sets of all evaluation languages together, scored per language.' if joint
                      else 'one CTC model per language and seed, on that language only.'))
 open(sys.argv[2], 'w').write(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
-" conf/results.yaml exp/results_spec.yaml "$eval_langs" "$ft_mode"
+" conf/results.yaml exp/results_spec.yaml "$eval_langs" "$ft_mode" "./run.sh --conf_tag $conf_tag --seeds '$seeds' --ref_seeds '$ref_seeds' --eval_langs '$eval_langs' --ft_mode $ft_mode"
   speechkd-make-results --spec exp/results_spec.yaml --out RESULTS${sfx}.md --strict
   log "done: $(pwd)/RESULTS${sfx}.md"
 fi
