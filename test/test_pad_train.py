@@ -53,10 +53,12 @@ def test_text_units_and_unit_record_by_hand():
     with pytest.raises(DataError, match="differ"):
         pt._unit_record("u", tu, [("on", 0, .2), ("light", .2, .4)], None, 40, 50.0, ["on", "lights"], ["word"])
     with pytest.raises(DataError, match="2 words"):
-        pt._unit_record("u", tu, None, None, 40, 50.0, ["on", "the", "lights"], ["word"])
-    # no CTM: spans from letters (2 : 6 over 40 frames)
+        pt._unit_record("u", tu, words + [("x", .6, .1)], None, 40, 50.0, ["on", "lights", "x"], ["word"])
+    # no CTM: the text model's words, spans from their letters (2 : 6 over 40 frames)
     rec = pt._unit_record("u", tu, None, None, 40, 50.0, ["on", "lights"], ["word"])
     assert rec["spans"]["word"] == [(0, 10), (10, 40)] == pt.char_spans(["on", "lights"], 40)
+    rec = pt._unit_record("u", tu, None, None, 40, 50.0, ["on", "lights!", "?"], ["word"])
+    assert rec["spans"]["word"] == [(0, 10), (10, 40)] and rec["labels"]["word"] == ["on", "lights"]
 
 
 def test_priors_by_hand():

@@ -59,7 +59,7 @@ from ..data.datadir import DataDir, read_kv
 from ..models.checkpoint import load_checkpoint, register_model
 from ..models.heads import IntentHead
 from ..models.ssl import SSLConfig, SSLModel
-from ..train.data import DATA_DEFAULTS, make_loader, resolve_cmvn
+from ..train.data import DATA_DEFAULTS, make_dataset, make_loader, resolve_cmvn, units_per_second
 from ..train.trainer import OPTIM_DEFAULTS, TRAIN_DEFAULTS, Trainer, seed_everything
 from ..utils.config import merge, save_config
 from ..utils.errors import ConfigError, DataError
@@ -171,16 +171,22 @@ def _unit_record(utt: str, tu: TextUnits, words_ctm, phones_ctm, num_frames: int
                  words_text: List[str], granularities: Sequence[str]) -> dict:
     """Spans, text targets, labels and durations of one utterance for each granularity."""
     n_words = tu.words.shape[0]
-    if n_words != len(words_text):
+    if words_ctm is None:        # no alignment: the text model's own words, spans from their letters
+        letters = [0] * n_words
+        for w, c in zip(tu.piece_words, tu.piece_chars):
+            letters[w] += c
+        if len(words_text) != n_words:   # the tokenizer splits differently (punctuation): its words
+            words_text = ["".join(l for l, w in zip(tu.piece_labels, tu.piece_words) if w == k).lstrip("\u2581")
+                          for k in range(n_words)]
+        wspans = split_span((0, max(1, num_frames)), letters)
+    elif n_words != len(words_text):
         raise DataError(None, None, f"{utt}: the text model sees {n_words} words, the transcript has "
                         f"{len(words_text)}")
-    if words_ctm is not None:
+    else:
         if [w for w, _, _ in words_ctm] != words_text:
             raise DataError(None, None, f"{utt}: words.ctm words {[w for w, _, _ in words_ctm]} differ from "
                             f"the transcript {words_text}")
         wspans = frame_spans_from_ctm([(s, d) for _, s, d in words_ctm], frame_rate, num_frames)
-    else:
-        wspans = char_spans(words_text, num_frames)
     rec = {"spans": {}, "text": {}, "labels": {}, "durations": {}}
     if "utterance" in granularities:
         rec["spans"]["utterance"] = [(0, num_frames)]
@@ -238,15 +244,19 @@ def add_priors(table: Dict[str, dict], prior_cfg: dict, granularities: Sequence[
 
 
 def build_unit_table(data_dir, text_model, granularities: Sequence[str], frame_rate: float,
-                     subsampling, units_cfg: dict, prior_cfg: dict, text_layer: int = -1) -> Dict[str, dict]:
+                     subsampling, units_cfg: dict, prior_cfg: dict, text_layer: int = -1,
+                     input_lengths: Optional[Dict[str, int]] = None) -> Dict[str, dict]:
     """Unit records (spans, text targets, prior weights) of every utterance of ``data_dir``.
 
     ``text_model``: a HF model dir (tokenizer + encoder) or a ``(tokenizer, model)`` pair;
-    ``subsampling``: callable input frames (LongTensor) → encoder frames.
+    ``subsampling``: callable input lengths (LongTensor) → encoder frames; ``input_lengths``: utt → input
+    length (fbank frames or samples; default ``utt2num_frames``); ``frame_rate``: encoder frames/s.
     """
     d = DataDir(data_dir)
     texts = dict(read_kv(d.file(units_cfg["text_file"])))
-    nframes = {u: int(v) for u, v in read_kv(d.file("utt2num_frames")).items()}
+    if input_lengths is None:
+        input_lengths = {u: int(v) for u, v in read_kv(d.file("utt2num_frames")).items()}
+    nframes = dict(input_lengths)
     bad = [g for g in granularities if g not in GRANULARITIES]
     if bad:
         raise ConfigError(f"pad.granularities: unknown '{bad[0]}' (choose from {GRANULARITIES})")
@@ -360,13 +370,17 @@ def distill_pad(cfg: dict, train_data, init, text_model, exp_dir, valid_data=Non
     model, src_cfg = load_checkpoint(init)
     if not isinstance(model, SSLModel):
         raise ConfigError(f"{init}: PAD distils into an SSL checkpoint (type ssl), got '{src_cfg['model']['type']}'")
-    if model.cfg.frontend != "fbank":
-        raise ConfigError(f"{init}: the mini recipes use a fbank front-end (cnn is not wired here)")
+    frontend = model.cfg.frontend
     if cfg["model"]["freeze_frontend"]:
         for p in model.feature_extractor.parameters():
             p.requires_grad_(False)
     model.train()
-    frame_rate = 100.0 * float(model.output_lengths(torch.tensor([1000]))[0]) / 1000.0
+    data_cfg = cfg["data"]
+    ups = units_per_second(frontend, data_cfg)
+    frame_rate = ups * float(model.output_lengths(torch.tensor([10 * ups]))[0]) / (10.0 * ups)
+    cmvn = resolve_cmvn(data_cfg, train_data, exp_dir, init_dir=init) if frontend == "fbank" else None
+    train_ds = make_dataset(frontend, train_data, data_cfg, cmvn=cmvn, text_file=None)
+    valid_ds = make_dataset(frontend, valid_data, data_cfg, cmvn=cmvn, text_file=None) if valid_data else None
     grans = pcfg["granularities"]
     grans = [g for g in grans.replace("+", ",").split(",") if g] if isinstance(grans, str) else list(grans)
     from transformers import AutoModel, AutoTokenizer
@@ -374,11 +388,12 @@ def distill_pad(cfg: dict, train_data, init, text_model, exp_dir, valid_data=Non
     tok = AutoTokenizer.from_pretrained(str(text_model), local_files_only=True)
     tmodel = AutoModel.from_pretrained(str(text_model), local_files_only=True).eval()
     table = build_unit_table(train_data, (tok, tmodel), grans, frame_rate, model.output_lengths, cfg["units"],
-                             cfg["prior"], int(pcfg["text_layer"]))
+                             cfg["prior"], int(pcfg["text_layer"]), dict(zip(train_ds.utts, train_ds.lengths)))
     vtable = {}
-    if valid_data is not None:
+    if valid_ds is not None:
         vtable = build_unit_table(valid_data, (tok, tmodel), grans, frame_rate, model.output_lengths,
-                                  cfg["units"], cfg["prior"], int(pcfg["text_layer"]))
+                                  cfg["units"], cfg["prior"], int(pcfg["text_layer"]),
+                                  dict(zip(valid_ds.utts, valid_ds.lengths)))
     loss_fn = PADLoss(model.cfg.d_model, tmodel.config.hidden_size, grans, pcfg["metric"], pcfg["combine"],
                       pcfg.get("fixed_weights"), float(pcfg["temperature"]))
     task = PADTask(model, loss_fn, {**vtable, **table}, int(pcfg["speech_layer"]), bool(cfg["model"]["mask"]))
@@ -386,18 +401,15 @@ def distill_pad(cfg: dict, train_data, init, text_model, exp_dir, valid_data=Non
              "text dim %d at %.0f frames/s", "+".join(grans), pcfg["metric"], pcfg["combine"],
              {g: cfg["prior"].get(g, "uniform") for g in grans}, len(table), model.cfg.d_model,
              tmodel.config.hidden_size, frame_rate)
-    data_cfg = cfg["data"]
-    cmvn = resolve_cmvn(data_cfg, train_data, exp_dir, init_dir=init)
-    cfg["data"] = dict(data_cfg, cmvn=str(cmvn))
+    if cmvn is not None:
+        cfg["data"] = dict(data_cfg, cmvn=str(cmvn))
     cfg["model"] = dict(model.model_config())
     cfg["init"], cfg["text_model"] = str(init), str(text_model)
     seed = int(cfg["train"].get("seed", 0))
-    loader = make_loader(_dataset(train_data, data_cfg, cmvn, list(table)), "fbank", data_cfg, seed=seed,
-                         train=True)
+    loader = make_loader(_subset(train_ds, table), frontend, data_cfg, seed=seed, train=True)
     vloader = None
     if vtable:
-        vloader = make_loader(_dataset(valid_data, data_cfg, cmvn, list(vtable)), "fbank", data_cfg, seed=seed,
-                              train=False)
+        vloader = make_loader(_subset(valid_ds, vtable), frontend, data_cfg, seed=seed, train=False)
     save_config(cfg, exp_dir / "config.yaml")
     trainer = Trainer(task, _task_step, cfg["optim"], exp_dir, cfg, state_dict_fn=lambda t: t.model.state_dict(),
                       extra_save_fn=_copy_files([cmvn]))
@@ -407,11 +419,13 @@ def distill_pad(cfg: dict, train_data, init, text_model, exp_dir, valid_data=Non
     return exp_dir / "model"
 
 
-def _dataset(data_dir, data_cfg, cmvn, utts=None, extra=None):
-    from ..data.dataset import FeatsDataset
-
-    return FeatsDataset(data_dir, cmvn=cmvn, text_file=None, extra=extra, utts=utts,
-                        feats_file=data_cfg.get("feats_file", "feats.scp"))
+def _subset(ds, keep):
+    """Restrict a dataset (in place) to the utterances in ``keep`` (those with units)."""
+    idx = [i for i, u in enumerate(ds.utts) if u in keep]
+    if len(idx) < len(ds.utts):
+        ds.utts = [ds.utts[i] for i in idx]
+        ds.lengths = [ds.lengths[i] for i in idx]
+    return ds
 
 
 # ============================================================================================ intent
@@ -524,14 +538,17 @@ def finetune_intent(cfg: dict, train_data, init, exp_dir, valid_data=None, inten
     cfg["model"] = model.model_config()
     cfg["init"] = str(init)
     data_cfg = cfg["data"]
-    cmvn = resolve_cmvn(data_cfg, train_data, exp_dir, init_dir=init)
-    cfg["data"] = dict(data_cfg, cmvn=str(cmvn))
-    train_ds = _dataset(train_data, data_cfg, cmvn, extra={"intent": "utt2intent"})
-    loader = make_loader(train_ds, "fbank", data_cfg, seed=seed, train=True)
+    frontend = model.encoder.cfg.frontend
+    cmvn = resolve_cmvn(data_cfg, train_data, exp_dir, init_dir=init) if frontend == "fbank" else None
+    if cmvn is not None:
+        cfg["data"] = dict(data_cfg, cmvn=str(cmvn))
+    extra = {"intent": "utt2intent"}
+    train_ds = make_dataset(frontend, train_data, data_cfg, cmvn=cmvn, extra=extra, text_file=None)
+    loader = make_loader(train_ds, frontend, data_cfg, seed=seed, train=True)
     vloader = None
     if valid_data is not None:
-        vloader = make_loader(_dataset(valid_data, data_cfg, cmvn, extra={"intent": "utt2intent"}), "fbank",
-                              data_cfg, seed=seed, train=False)
+        vloader = make_loader(make_dataset(frontend, valid_data, data_cfg, cmvn=cmvn, extra=extra, text_file=None),
+                              frontend, data_cfg, seed=seed, train=False)
     fcfg = cfg["finetune"]
     if fcfg.get("freeze_encoder"):
         cfg["train"] = dict(cfg["train"], freeze=list(cfg["train"].get("freeze") or []) + ["model.encoder."])
@@ -565,10 +582,15 @@ def evaluate_intent(model_dir, data_dir, out_dir, batch_seconds: float = 60.0) -
     model, cfg = load_checkpoint(model_dir)
     if not isinstance(model, IntentModel):
         raise ConfigError(f"{model_dir}: not an intent model (type {cfg['model']['type']})")
-    cmvn = Path(model_dir) / "cmvn.npz"
-    ds = _dataset(data_dir, dict(DATA_DEFAULTS), cmvn if cmvn.exists() else cfg["data"].get("cmvn"),
-                  extra={"intent": "utt2intent"})
-    loader = make_loader(ds, "fbank", dict(DATA_DEFAULTS, batch_seconds=batch_seconds), train=False)
+    frontend = model.encoder.cfg.frontend
+    data_cfg = dict(DATA_DEFAULTS, **{k: v for k, v in (cfg.get("data") or {}).items() if k in DATA_DEFAULTS})
+    data_cfg["batch_seconds"] = batch_seconds
+    cmvn = None
+    if frontend == "fbank":
+        cmvn = Path(model_dir) / "cmvn.npz"
+        cmvn = cmvn if cmvn.exists() else data_cfg.get("cmvn")
+    ds = make_dataset(frontend, data_dir, data_cfg, cmvn=cmvn, extra={"intent": "utt2intent"}, text_file=None)
+    loader = make_loader(ds, frontend, data_cfg, train=False)
     hyps, refs = {}, {}
     for batch in loader:
         pred = model(batch["x"], batch["x_lengths"]).argmax(-1).tolist()

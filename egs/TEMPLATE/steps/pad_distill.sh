@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# PAD recipes: distil a frozen text model into a speech SSL checkpoint with each method (PAD, its
+# ablations and the metric-based baselines: overrides of one PAD config) and seed.
+#
+#   steps/pad_distill.sh --config conf/pad.yaml --methods "mse cosine pad" --seeds "1 2" \
+#       --all_seed_methods "pad" --extra "--units.ctm_fallback chars" \
+#       data/train data/dev exp/teacher/model exp/text_lm exp/distill
+#
+# Writes <dir>/<method>/seed<N>/{model,train.log,...}; methods in --all_seed_methods run every seed, the
+# others the first one. Method table (overrides of the config, which is PAD itself):
+#   mse | cosine | infonce   utterance-level alignment with that metric, no adaptive weighting
+#   uniform                  every granularity, fixed equal weights, uniform unit weights (no prior)
+#   pad                      the config as is (granularities, priors, uncertainty weighting)
+#   pad_noprior              PAD with uniform unit weights
+#   pad_word | pad_utterance PAD on one granularity only
+set -euo pipefail
+cmd=utils/run.py
+config=conf/pad.yaml
+methods="mse cosine infonce uniform pad pad_noprior pad_word"
+seeds="1"
+all_seed_methods="pad"
+extra=""            # more overrides for every run (e.g. --units.ctm_fallback chars)
+help_message="Usage: $0 [options] <train-data> <valid-data> <speech-init> <text-model> <out-dir>"
+. utils/parse_options.sh
+[ $# -eq 5 ] || { echo "$help_message" >&2; exit 1; }
+train=$1; valid=$2; init=$3; text_model=$4; out=$5
+
+declare -A opts=(
+  [mse]="--pad.granularities utterance --pad.metric mse --pad.combine fixed"
+  [cosine]="--pad.granularities utterance --pad.metric cosine --pad.combine fixed"
+  [infonce]="--pad.granularities utterance --pad.metric infonce --pad.combine fixed"
+  [uniform]="--pad.combine fixed --prior.word uniform --prior.subword uniform --prior.phone uniform"
+  [pad]=""
+  [pad_noprior]="--prior.word uniform --prior.subword uniform --prior.phone uniform"
+  [pad_word]="--pad.granularities word"
+  [pad_utterance]="--pad.granularities utterance"
+)
+first=${seeds%% *}
+for m in $methods; do
+  [ -n "${opts[$m]+x}" ] || { echo "$0: unknown method '$m' (${!opts[*]})" >&2; exit 1; }
+  run_seeds=$first
+  case " $all_seed_methods " in *" $m "*) run_seeds=$seeds ;; esac
+  for seed in $run_seeds; do
+    dir=$out/$m/seed$seed
+    echo "$(date '+%F %T') $0: distillation '$m' (seed $seed) -> $dir"
+    mkdir -p "$dir"
+    # shellcheck disable=SC2086
+    $cmd --gpu 1 "$dir/train.log" \
+      speechkd-pad-distill --config "$config" --train-data "$train" --valid-data "$valid" --init "$init" \
+        --text-model "$text_model" --exp "$dir" --train.seed "$seed" ${opts[$m]} $extra
+  done
+done

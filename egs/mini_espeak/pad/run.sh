@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# PAD recipe on the mini SLU corpus: prior-informed adaptive distillation from a text model into a speech
+# SSL model (arXiv 2303.03600), compared with metric-based baselines, evaluated by intent accuracy after
+# fine-tuning an intent head on a few labelled utterances per intent; test speakers (and some test
+# paraphrases) unseen.
+#
+#   ./run.sh                              # default config (~20 min on 2 idle cores)
+#   ./run.sh --conf_tag smoke             # smoke config (2-4 min)
+#   ./run.sh --stage 5 --stop_stage 8     # re-run only some stages (each reads only earlier outputs)
+#   ./run.sh --methods "cosine pad" --seeds "1 2 3"
+#   cmd_backend=slurm ./run.sh            # send the stages to Slurm (conf/slurm.conf)
+#
+# Stages: 1 synthesise the SLU corpus (espeak-ng) | 2 Fbank + CMVN | 3 speech SSL teacher (HuBERT iter 1)
+# | 4 text teacher (mini masked LM) | 5 distillation per method (and seed) | 6 labelled subsets
+# | 7 intent fine-tuning + test accuracy | 8 RESULTS.md
+set -euo pipefail
+
+stage=1
+stop_stage=100
+nj=2
+conf_tag=default       # default | smoke: picks conf/*.yaml or conf/*_smoke.yaml
+seeds="1 2"            # seeds (distillation + labelled subset + intent head)
+all_seed_methods="none pad"   # methods run with every seed; the others with the first seed only
+methods="mse cosine infonce uniform pad pad_noprior pad_word"   # distillation variants (steps/pad_distill.sh)
+per_intent=3           # labelled utterances per intent for the intent head
+corpus_seed=1
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--seeds '1 2'] [--methods '...']"
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+
+sfx=""
+[ "$conf_tag" = default ] || sfx="_${conf_tag}"
+log() { echo -e "$(date '+%F %T') (run.sh) $*"; }
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "stage 1: synthesise the mini SLU corpus ($conf_tag) with espeak-ng"
+  speechkd-synth-slu --config conf/slu${sfx}.yaml --out data/slu --nj "$nj" --seed "$corpus_seed"
+  for s in train dev test; do ln -sfn slu/data/$s data/$s; done
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "stage 2: 80-dim Fbank (ark/scp) + global CMVN; test subset with paraphrases unseen in train"
+  for s in train dev test; do
+    steps/make_feats.sh --nj "$nj" --cmd "$feats_cmd" --cmvn "$([ $s = train ] && echo true || echo false)" \
+      data/$s dump/fbank/$s
+  done
+  awk 'NR==FNR {$1=""; seen[$0]=1; next} {u=$1; $1=""; if (!($0 in seen)) print u}' \
+    data/train/text data/test/text > data/test_unseen_para.list
+  utils/subset_data_dir.sh --utt-list data/test_unseen_para.list data/test data/test_unseen_para
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  log "stage 3: speech SSL teacher (HuBERT iteration 1: MFCC k-means targets) on the SLU training audio"
+  mkdir -p exp/teacher
+  ${cuda_cmd} --gpu 1 exp/teacher/train.log \
+    speechkd-pretrain --config conf/pretrain${sfx}.yaml --train-data data/train --valid-data data/dev \
+      --exp exp/teacher
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "stage 4: text teacher (mini masked LM, HF format) on SLU train transcripts + English fortunes"
+  mkdir -p exp/text_lm_log
+  local/make_lm_text.py --slu-text data/train/text --n-extra "$([ "$conf_tag" = smoke ] && echo 200 || echo 3000)" \
+    --out data/lm_text
+  ${train_cmd} exp/text_lm_log/train.log \
+    speechkd-train-text-model --config conf/text_lm${sfx}.yaml --text data/lm_text --out exp/text_lm --no-progress
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  log "stage 5: distillation: $methods (seeds '$seeds' for: $all_seed_methods)"
+  steps/pad_distill.sh --cmd "$cuda_cmd" --config conf/pad${sfx}.yaml --methods "$methods" --seeds "$seeds" \
+    --all_seed_methods "$all_seed_methods" data/train data/dev exp/teacher/model exp/text_lm exp/distill
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  for seed in $seeds; do
+    log "stage 6: labelled subset, $per_intent utterances per intent (seed $seed)"
+    speechkd-train-intent subset --data data/train --out data/train_sub${per_intent}_seed$seed \
+      --per-intent "$per_intent" --seed "$seed"
+  done
+  cut -d' ' -f2 data/train/utt2intent | sort -u > data/intents
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  log "stage 7: intent head ($per_intent labelled utterances per intent) on each model; test accuracy"
+  steps/intent_eval.sh --cmd "$cuda_cmd" --decode_cmd "$decode_cmd" --config conf/intent${sfx}.yaml \
+    --methods "none $methods" --seeds "$seeds" --all_seed_methods "$all_seed_methods" \
+    --train_data "data/train_sub${per_intent}_seedSEED" --intents data/intents \
+    data/dev exp/teacher/model exp/distill exp/intent "test test_unseen_para"
+fi
+
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+  log "stage 8: RESULTS${sfx}.md"
+  speechkd-make-results --spec conf/results.yaml --out RESULTS${sfx}.md --strict
+  log "done: $(pwd)/RESULTS${sfx}.md"
+fi

@@ -1,0 +1,60 @@
+"""PAD recipes: the mini_espeak/pad smoke run (corpus → teachers → distillation → intent head → table)
+and the SLURP / FSC recipes' data stage on fake corpus trees."""
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+
+from recipe_runner import REPO, copy_recipe, log_values, run_recipe
+
+
+def test_mini_pad_smoke(tmp_path):
+    d = copy_recipe("mini_espeak/pad", tmp_path)
+    # the smoke config with fewer methods (the default run has them all): cosine baseline and PAD, 2 seeds
+    run_recipe(d, "--conf_tag", "smoke", "--methods", "cosine pad", "--stop_stage", "7")
+    for f in ("data/train/utt2intent", "data/train/words.ctm", "data/test_unseen_para/feats.scp",
+              "exp/teacher/model/model.pt", "exp/text_lm/config.json", "data/train_sub3_seed2/utt2intent"):
+        assert (d / f).exists(), f
+    # 18 intents x 3 labelled utterances
+    assert len((d / "data/train_sub3_seed1/utt2intent").read_text().splitlines()) == 54
+    # PAD's losses are logged per granularity and the total goes down
+    pad = log_values(d / "exp/distill/pad/seed1/train.log", "pad")
+    assert len(pad) >= 2 and all(math.isfinite(v) for v in pad) and pad[-1] < pad[0]
+    assert log_values(d / "exp/distill/pad/seed1/train.log", "pad/phone")
+    assert log_values(d / "exp/distill/cosine/seed1/train.log", "pad/utterance")
+    assert not log_values(d / "exp/distill/cosine/seed1/train.log", "pad/word")
+    accs = []
+    for m, seeds in (("none", (1, 2)), ("cosine", (1,)), ("pad", (1, 2))):
+        for s in seeds:
+            for t in ("test", "test_unseen_para"):
+                res = json.loads((d / f"exp/intent/{m}/seed{s}/decode_{t}/accuracy.json").read_text())
+                assert 0.0 <= res["accuracy"] <= 100.0 and res["n"] > 0
+                accs.append(res["accuracy"])
+    spec = d / "conf/results.yaml"     # stage 8 with --strict needs every method: build the table leniently
+    from speechkd.asr.results import make_results
+
+    text = make_results(spec, d / "RESULTS_smoke.md", root=d)
+    row = next(l for l in text.splitlines() if l.startswith("| PAD (utt"))
+    assert re.search(r"\| \d+\.\d ± \d+\.\d \(n=2\) \|", row), row
+    assert "| method | mini SLU test (unseen speakers) | unseen paraphrases |" in text
+
+
+@pytest.mark.parametrize("corpus", ["slurp", "fsc"])
+def test_real_recipe_data_stage_on_fake_tree(tmp_path, corpus):
+    import importlib
+
+    mod = importlib.import_module(f"speechkd.corpus.{corpus}")
+    tree = mod.make_fake_tree(tmp_path / "src")
+    d = copy_recipe(f"{corpus}/pad", tmp_path)
+    run_recipe(d, "--stage", "1", "--stop_stage", "1", f"--{corpus}_root", str(tree), timeout=300)
+    intents = (d / "data/train/utt2intent").read_text().split()
+    assert intents and len(intents) % 2 == 0
+    assert (d / "data/train/utt2dur").exists()
+    # the later stages refuse to start without their models
+    with pytest.raises(AssertionError, match="speech_model is required"):
+        run_recipe(d, "--stage", "2", "--stop_stage", "2", timeout=120)
+    for name in ("pad.yaml", "intent.yaml", "results.yaml"):
+        assert (d / "conf" / name).exists()
