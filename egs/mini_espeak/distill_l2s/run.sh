@@ -7,9 +7,9 @@
 # trained here on the corpus text of all languages; speech model: a HuBERT iteration-1 mini teacher
 # pretrained here on all languages' audio.
 #
-#   ./run.sh                              # default config (~20 min on 2 idle cores)
+#   ./run.sh                              # default config (~15 min on 2 idle cores)
 #   ./run.sh --conf_tag smoke             # smoke config (2 languages, λ ∈ {0, 0.5}, 1 seed; a few minutes)
-#   ./run.sh --stage 7 --stop_stage 9 --lambdas "0 0.5"   # re-run only some stages / a λ subset
+#   ./run.sh --stage 5 --stop_stage 7 --lambdas "0 0.5" --seeds 2   # some stages / a λ or seed subset
 #   cmd_backend=slurm ./run.sh            # send the stages to Slurm (conf/slurm.conf)
 set -euo pipefail
 
@@ -74,19 +74,18 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  log "stage 4: mini multilingual text teacher (masked LM, own sentencepiece vocab) on all train text"
-  mkdir -p exp/text_lm_log
+  # the two teachers are independent: train them at the same time
+  log "stage 4: teachers: mini multilingual text MLM (own sentencepiece vocab) on all train text ∥" \
+      "HuBERT iteration-1 speech model (MFCC k-means targets, masked prediction) on all train audio"
+  mkdir -p exp/text_lm_log exp/teacher
   ${train_cmd} exp/text_lm_log/train.log \
     speechkd-train-text-model --config conf/text_lm${sfx}.yaml --text data/train/text --out exp/text_lm \
-      --no-progress
-fi
-
-if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-  log "stage 5: HuBERT iteration-1 speech model (MFCC k-means targets, masked prediction) on all train audio"
-  mkdir -p exp/teacher
+      --no-progress &
+  text_pid=$!
   ${cuda_cmd} --gpu 1 exp/teacher/train.log \
     speechkd-pretrain --config conf/pretrain${sfx}.yaml --train-data data/train --valid-data data/dev \
-      --exp exp/teacher
+      --exp exp/teacher --train.progress false
+  wait "$text_pid"
 fi
 
 # one fine-tuning run / one decode of a (λ, seed, language) triple
@@ -116,27 +115,27 @@ per_lang() {
   for p in "${pids[@]}"; do wait "$p"; done
 }
 
-if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   for seed in $seeds; do
     for lam in $lambdas; do
-      log "stage 6: char CTC fine-tuning, λ=$lam, seed $seed, languages: $langs → exp/lam$lam/seed$seed/<lang>"
+      log "stage 5: char CTC fine-tuning, λ=$lam, seed $seed, languages: $langs → exp/lam$lam/seed$seed/<lang>"
       per_lang finetune_one "$lam" "$seed"
     done
   done
 fi
 
-if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   for seed in $seeds; do
     for lam in $lambdas; do
-      log "stage 7: decode + score (CER, WER) test_<lang> with exp/lam$lam/seed$seed/<lang>/model"
+      log "stage 6: decode + score (CER, WER) test_<lang> with exp/lam$lam/seed$seed/<lang>/model"
       per_lang decode_one "$lam" "$seed"
       for l in $langs; do grep -E "^\| decode_test/" exp/lam$lam/seed$seed/$l/decode_score.log || true; done
     done
   done
 fi
 
-if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
-  log "stage 8: RESULTS${sfx}.md (CER table; WER table as a section)"
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  log "stage 7: RESULTS${sfx}.md (CER table; WER table as a section)"
   speechkd-make-results --spec conf/results_wer${sfx}.yaml --out exp/results_wer${sfx}.md --strict
   speechkd-make-results --spec conf/results${sfx}.yaml --out RESULTS${sfx}.md --strict
   log "done: $(pwd)/RESULTS${sfx}.md"
