@@ -253,3 +253,23 @@ def test_fbank_teacher_and_student_share_one_input(tmp_path, data_with_feats):
         DistillTask.forward = orig
     assert seen and not any(seen)
     assert (out / "cmvn.npz").read_bytes() == (tmp_path / "fbt" / "cmvn.npz").read_bytes()
+
+
+def test_type2_head_and_spec_augment_in_training(teacher_dir, data_with_feats):
+    """type2: direct logits over the teacher's K labels; SpecAugment changes only the training input."""
+    from speechkd.data.dataset import FeatsDataset, WavDataset
+
+    teacher, _ = load_checkpoint(teacher_dir)
+    cfg = _cfg("student.n_layers=1", "student.frontend=fbank", "loss.w_disc=1.0", "loss.disc_kind=type2",
+               "spec_augment.enabled=true", "spec_augment.time_masks=4", "spec_augment.time_width=30")
+    task = DistillTask(teacher, build_student_from_config(teacher, cfg["student"]), cfg)
+    assert task.loss.disc_head.kind == "type2" and task.loss.disc_head.proj.out_features == 10
+    ds = PairedDataset(WavDataset(data_with_feats), FeatsDataset(data_with_feats))
+    batch = paired_collate([ds[0], ds[1]])
+    task.train()
+    x_train, _ = task.student_input(batch)
+    task.eval()
+    x_eval, _ = task.student_input(batch)
+    assert torch.equal(x_eval, batch["s_x"]) and not torch.equal(x_train, batch["s_x"])
+    loss, logs = task(batch)
+    assert torch.isfinite(loss) and logs["kl"] >= 0
