@@ -8,7 +8,8 @@ Usage::
 
     # fine-tune from a (distilled) SSL checkpoint, then score the unseen-speaker test set
     speechkd-train-intent train --config conf/intent.yaml --train-data data/train_sub3_seed1 \\
-        --valid-data data/dev --init exp/distill/pad/seed1/model --exp exp/intent/pad/seed1 --train.seed 1
+        --valid-data data/dev --init exp/distill/pad/seed1/model --exp exp/intent/pad/seed1 --train.seed 1 \\
+        --eval-data data/test                     # also scores data/test -> exp/intent/pad/seed1/decode_test
     speechkd-train-intent eval --model exp/intent/pad/seed1/model --data data/test \\
         --out exp/intent/pad/seed1/decode_test
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..utils.cli import parse_args, run_main
 from ..utils.config import load_config
@@ -34,6 +36,8 @@ def get_parser() -> argparse.ArgumentParser:
     t.add_argument("--init", required=True, help="SSL (or intent) checkpoint dir")
     t.add_argument("--exp", required=True)
     t.add_argument("--intents", help="file with the intent label list (one per line; default: from the data)")
+    t.add_argument("--eval-data", nargs="*", default=[],
+                   help="data dirs to score after training (-> <exp>/decode_<dir name>, as 'eval' does)")
     e = sub.add_parser("eval", help="predict and score a data dir")
     e.add_argument("--model", required=True, help="intent checkpoint dir (<exp>/model)")
     e.add_argument("--data", required=True)
@@ -56,7 +60,10 @@ def _main(argv=None):
         if args.intents:
             with open(args.intents, encoding="utf-8") as f:
                 intents = [line.strip() for line in f if line.strip()]
-        print(pad_train.finetune_intent(cfg, args.train_data, args.init, args.exp, args.valid_data, intents))
+        model_dir = pad_train.finetune_intent(cfg, args.train_data, args.init, args.exp, args.valid_data, intents)
+        for d in args.eval_data:
+            res = pad_train.evaluate_intent(model_dir, d, Path(args.exp) / f"decode_{Path(d).name}")
+            print(f"{d}: {res['accuracy']:.2f}")
     elif args.cmd == "eval":
         res = pad_train.evaluate_intent(args.model, args.data, args.out)
         print(f"{res['accuracy']:.2f}")

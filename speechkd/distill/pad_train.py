@@ -11,8 +11,10 @@ units of each granularity are precomputed once (:func:`build_unit_table`):
 * ``phone``: frames of each ``phones.ctm`` span ↔ the state of the word piece that holds the phone's
   midpoint (the text model has no phones: a phone learns the sub-word it belongs to).
 
-Without ``words.ctm`` (real corpora; ``units.ctm_fallback: chars``) the word spans are the utterance's
-frames divided among the words in proportion to their letters. Each unit gets a prior weight
+Without ``words.ctm`` (real corpora; ``units.ctm_fallback: chars``) the words are the text model's own
+(its pre-tokenizer may split punctuation) and their spans the utterance's frames divided in proportion to
+their letters. Fbank (``feats.scp`` + CMVN) and waveform-CNN (``wav.scp``) front-ends both work; the
+encoder frame rate is taken from the model (50 Hz for the mini Fbank front-end). Each unit gets a prior weight
 (``prior.<granularity>``: ``frequency`` = inverse training-set frequency of the unit label, ``duration``,
 ``uniform``). Per step::
 

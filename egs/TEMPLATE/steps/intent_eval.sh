@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # PAD recipes: fine-tune an intent classifier on each (distilled) speech model and score test sets.
 #
-#   steps/intent_eval.sh --config conf/intent.yaml --methods "none cosine pad" --seeds "1 2" \
+#   steps/intent_eval.sh --intent_conf conf/intent.yaml --methods "none cosine pad" --seeds "1 2" \
 #       --all_seed_methods "none pad" --train_data data/train_sub3_seedSEED \
 #       data/dev exp/teacher/model exp/distill exp/intent "test test_unseen_para"
 #
@@ -10,8 +10,8 @@
 # <out>/<method>/seed<N>/{model,train.log,decode_<set>/{hyp,ref,accuracy.json,score.json}}.
 set -euo pipefail
 cmd=utils/run.py
-decode_cmd=utils/run.py
-config=conf/intent.yaml
+decode_cmd=utils/run.py   # unused (kept for a uniform interface)
+intent_conf=conf/intent.yaml
 methods="none pad"
 seeds="1"
 all_seed_methods="none pad"
@@ -36,12 +36,12 @@ for m in $methods; do
     echo "$(date '+%F %T') $0: intent head on '$m' (seed $seed) -> $dir"
     mkdir -p "$dir"
     # shellcheck disable=SC2086
+    eval_dirs=()
+    for t in $sets; do eval_dirs+=("data/$t"); done
+    # one process trains and scores (decode_<set>/); 'speechkd-train-intent eval' re-scores alone
     $cmd --gpu 1 "$dir/train.log" \
-      speechkd-train-intent train --config "$config" --train-data "${train_data//SEED/$seed}" \
-        --valid-data "$valid" --init "$init" --exp "$dir" "${intent_opt[@]}" --train.seed "$seed" $extra
-    for t in $sets; do
-      $decode_cmd "$dir/decode_$t/eval.log" \
-        speechkd-train-intent eval --model "$dir/model" --data "data/$t" --out "$dir/decode_$t"
-    done
+      speechkd-train-intent train --config "$intent_conf" --train-data "${train_data//SEED/$seed}" \
+        --valid-data "$valid" --init "$init" --exp "$dir" "${intent_opt[@]}" --train.seed "$seed" $extra \
+        --eval-data "${eval_dirs[@]}"
   done
 done

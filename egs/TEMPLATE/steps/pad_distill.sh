@@ -2,7 +2,7 @@
 # PAD recipes: distil a frozen text model into a speech SSL checkpoint with each method (PAD, its
 # ablations and the metric-based baselines: overrides of one PAD config) and seed.
 #
-#   steps/pad_distill.sh --config conf/pad.yaml --methods "mse cosine pad" --seeds "1 2" \
+#   steps/pad_distill.sh --pad_conf conf/pad.yaml --methods "mse cosine pad" --seeds "1 2" \
 #       --all_seed_methods "pad" --extra "--units.ctm_fallback chars" \
 #       data/train data/dev exp/teacher/model exp/text_lm exp/distill
 #
@@ -15,7 +15,7 @@
 #   pad_word | pad_utterance PAD on one granularity only
 set -euo pipefail
 cmd=utils/run.py
-config=conf/pad.yaml
+pad_conf=conf/pad.yaml
 methods="mse cosine infonce uniform pad pad_noprior pad_word"
 seeds="1"
 all_seed_methods="pad"
@@ -46,7 +46,7 @@ for m in $methods; do
     mkdir -p "$dir"
     # shellcheck disable=SC2086
     $cmd --gpu 1 "$dir/train.log" \
-      speechkd-pad-distill --config "$config" --train-data "$train" --valid-data "$valid" --init "$init" \
+      speechkd-pad-distill --config "$pad_conf" --train-data "$train" --valid-data "$valid" --init "$init" \
         --text-model "$text_model" --exp "$dir" --train.seed "$seed" ${opts[$m]} $extra
   done
 done

@@ -52,7 +52,7 @@ fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "stage 3: distillation from $text_model: $methods"
   [ -n "$text_model" ] || { echo "$0: --text_model is required" >&2; exit 1; }
-  steps/pad_distill.sh --cmd "$cuda_cmd" --config conf/pad${sfx}.yaml --methods "$methods" --seeds "$seeds" \
+  steps/pad_distill.sh --cmd "$cuda_cmd" --pad_conf conf/pad${sfx}.yaml --methods "$methods" --seeds "$seeds" \
     --all_seed_methods "$all_seed_methods" data/train data/valid exp/speech_ssl "$text_model" exp/distill
 fi
 
@@ -64,7 +64,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     done
   fi
   cut -d' ' -f2 data/train/utt2intent | sort -u > data/intents
-  steps/intent_eval.sh --cmd "$cuda_cmd" --decode_cmd "$decode_cmd" --config conf/intent${sfx}.yaml \
+  steps/intent_eval.sh --cmd "$cuda_cmd" --decode_cmd "$decode_cmd" --intent_conf conf/intent${sfx}.yaml \
     --methods "none $methods" --seeds "$seeds" --all_seed_methods "$all_seed_methods" --train_data "$train_lab" \
     --intents data/intents data/valid exp/speech_ssl exp/distill exp/intent "test"
 fi
