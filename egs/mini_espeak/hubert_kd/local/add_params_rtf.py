@@ -38,6 +38,33 @@ def summarise_run(run: Path, sizes) -> dict:
     return out
 
 
+def teacher_notes(teacher="exp/teacher", data="data/dev") -> list:
+    """The teacher's last validation accuracies and the spread over time of each layer's output on one
+    dev utterance (a collapsed top layer makes fine-tuning from it slow)."""
+    import torch
+
+    from speechkd.data.dataset import WavDataset
+
+    notes = []
+    log = Path(teacher) / "train.log"
+    valid = [ln for ln in log.read_text().splitlines() if "[valid]" in ln] if log.exists() else []
+    if valid:
+        f = valid[-1].split()
+        get = lambda k: f[f.index(k) + 1] if k in f else "?"  # noqa: E731
+        notes.append(f"Teacher pretraining, last validation: masked-prediction accuracy {get('acc_m')}, "
+                     f"unmasked {get('acc_u')} (chance with 50 classes: 0.02).")
+    model_dir = Path(teacher) / "model"
+    if model_dir.exists() and Path(data).exists() and (Path(data) / "wav.scp").exists():
+        model, _ = load_checkpoint(model_dir)
+        model.eval()
+        with torch.no_grad():
+            out = model(WavDataset(data)[0]["x"][None])
+        stds = ", ".join(f"{h[0].std(0).mean().item():.2f}" for h in out.hidden_states)
+        notes.append(f"Teacher hidden states (input, layers 1..{len(out.hidden_states) - 1}): mean std over time "
+                     f"on one dev utterance = {stds}.")
+    return notes
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--spec", required=True)
@@ -62,6 +89,7 @@ def main(argv=None):
         for r in runs:
             summarise_run(Path(r), sizes)
     spec["rows"] = rows
+    notes += teacher_notes() if Path("exp/teacher").exists() else []
     spec["notes"] = list(spec.get("notes") or []) + notes + [
         "params (k): thousands of parameters of the SSL encoder (CTC head excluded). RTF x1000: milliseconds "
         "of single-thread CPU decoding per second of test audio (mean over the fine-tuned models of a run, "
