@@ -11,8 +11,9 @@ of the fine-tuned model's encoder = the SSL teacher/student, CTC head excluded, 
 ``<run>/ft<first size>/model``) and ``rtf_x1000`` (mean decoding real-time factor x 1000 = milliseconds
 of compute per second of audio, over the run's ``ft*/decode_test/decode.yaml``; one-job decoding on
 this machine's CPU, Fbank models reading precomputed features). The output spec keeps only the rows
-that were run (the others become a note), only the score columns of the sizes given, and adds the
-``params (k)`` and ``RTF x1000`` columns read from ``summary.json``.
+that were run and finished (the others become notes; unfinished seeds of a row are left out with a
+note), only the score columns of the sizes given, and adds the ``params (k)`` and ``RTF x1000`` columns
+read from ``summary.json``; the notes also get the teacher's validation accuracy and per-layer spread.
 """
 import argparse
 import glob
@@ -48,15 +49,18 @@ def teacher_notes(teacher="exp/teacher", data="data/dev") -> list:
     notes = []
     log = Path(teacher) / "train.log"
     valid = [ln for ln in log.read_text().splitlines() if "[valid]" in ln] if log.exists() else []
+    model_dir = Path(teacher) / "model"
+    if not model_dir.exists():
+        return notes
+    model, _ = load_checkpoint(model_dir)
+    model.eval()
     if valid:
         f = valid[-1].split()
         get = lambda k: f[f.index(k) + 1] if k in f else "?"  # noqa: E731
+        k = model.cfg.num_labels
         notes.append(f"Teacher pretraining, last validation: masked-prediction accuracy {get('acc_m')}, "
-                     f"unmasked {get('acc_u')} (chance with 50 classes: 0.02).")
-    model_dir = Path(teacher) / "model"
-    if model_dir.exists() and Path(data).exists() and (Path(data) / "wav.scp").exists():
-        model, _ = load_checkpoint(model_dir)
-        model.eval()
+                     f"unmasked {get('acc_u')} (chance with {k} classes: {1 / max(1, k):.3f}).")
+    if (Path(data) / "wav.scp").exists():
         with torch.no_grad():
             out = model(WavDataset(data)[0]["x"][None])
         stds = ", ".join(f"{h[0].std(0).mean().item():.2f}" for h in out.hidden_states)
@@ -85,8 +89,15 @@ def main(argv=None):
         if not runs:
             notes.append(f"{row['name']}: not run (no {row['exp']})")
             continue
+        done = [r for r in runs if all((Path(r) / f"ft{s}" / "decode_test" / "score.json").exists() for s in sizes)]
+        if not done:
+            notes.append(f"{row['name']}: not finished (no run with every decode scored)")
+            continue
+        if len(done) < len(runs):   # e.g. a stopped run: keep the finished seeds only (seed dirs seed<N>)
+            notes.append(f"{row['name']}: unfinished run(s) left out: {', '.join(sorted(set(runs) - set(done)))}")
+            row = dict(row, exp=row["exp"].replace("seed*", "seed[" + "".join(r[-1] for r in done) + "]"))
         rows.append(row)
-        for r in runs:
+        for r in done:
             summarise_run(Path(r), sizes)
     spec["rows"] = rows
     notes += teacher_notes() if Path("exp/teacher").exists() else []
