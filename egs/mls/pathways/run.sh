@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Multilingual LibriSpeech pathways recipe ("Learning ASR pathways", arXiv 2209.05735) at real scale:
+# MLS data dirs per language (one language cut to its 10 h limited-supervision set: the low-resource
+# pathway) → shared SentencePiece units → Fbank → dense monolingual / multilingual streaming RNN-Ts →
+# language-agnostic pruning → monolingual pruning → pathways joint training → streaming decode, WER per
+# language → RESULTS.md. Not run on the development machines (needs the corpus and GPUs).
+#
+#   ./run.sh --mls_root /data/mls                              # all stages (GPU; days at this size)
+#   ./run.sh --mls_root /data/mls --stop_stage 1               # data dirs only
+#   ./run.sh --stage 4 --languages german,french,spanish,polish --low_resource pl
+#   cmd_backend=slurm ./run.sh --mls_root /data/mls            # stages as Slurm jobs (conf/slurm.conf)
+set -euo pipefail
+
+stage=1
+stop_stage=100
+mls_root=                 # folder holding mls_<language>[_opus] folders (stage 1)
+languages=german,french,spanish,italian,portuguese,polish
+low_resource=pl           # this language trains on its train_10h set only ("" = none)
+nj=32                     # feature extraction jobs
+vocab_size=1024           # shared SentencePiece unigram units
+train_nj=4                # independent training/decoding runs at a time (languages, seeds)
+seeds="1 2"
+beam=4
+piece_ms=320
+help_message="Usage: $0 --mls_root <folder> [--stage N] [--stop_stage N] [--languages a,b] [--low_resource code]"
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+
+codes=$(python -c "
+import sys; from speechkd.corpus.mls import LANG_CODES
+print(' '.join(LANG_CODES.get(x, x) for x in sys.argv[1].split(',')))" "$languages")
+log() { echo -e "$(date '+%F %T') (run.sh) $*"; }
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  [ -n "$mls_root" ] || { echo "$0: --mls_root is required for stage 1" >&2; exit 1; }
+  log "stage 1: MLS data dirs ($languages), multilingual train/dev/test (low-resource: ${low_resource:-none})"
+  local/data.sh --src "$mls_root" --languages "$languages"
+  for split in train dev test; do
+    parts=()
+    for c in $codes; do
+      d=data/${split}_$c
+      [ "$split" = train ] && [ "$c" = "$low_resource" ] && d=data/train_10h_$c
+      parts+=("$d")
+    done
+    utils/combine_data.sh data/$split "${parts[@]}"
+    utils/validate_data_dir.sh data/$split
+  done
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "stage 2: SentencePiece units ($vocab_size) shared by all languages"
+  speechkd-make-tokens --kind unigram --vocab-size "$vocab_size" --text data/train/text --out data/token_sp
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  log "stage 3: 80-dim Fbank + global CMVN"
+  for s in train dev test; do
+    steps/make_feats.sh --nj "$nj" --cmd "$feats_cmd" --cmvn "$([ $s = train ] && echo true || echo false)" \
+      data/$s dump/fbank/$s
+  done
+fi
+
+if [ "$stop_stage" -ge 4 ]; then
+  log "stages 4-10: pathways method (steps/pathways.sh stages $((stage > 4 ? stage - 3 : 1))-$((stop_stage - 3)))"
+  steps/pathways.sh --stage $((stage > 4 ? stage - 3 : 1)) --stop_stage $((stop_stage - 3)) --conf conf \
+    --nj "$train_nj" --seeds "$seeds" --beam "$beam" --piece_ms "$piece_ms" --token_dir data/token_sp \
+    --cmvn dump/fbank/train/cmvn.npz --cmd "$cuda_cmd" --decode_cmd "$decode_cmd" "$codes"
+fi

@@ -1,0 +1,69 @@
+"""Smoke test of egs/mini_espeak/pathways (issue 5): every stage end to end on the smoke config, and the
+MLS pathways recipe's data stage on a fake MLS tree."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from recipe_runner import REPO, copy_recipe, log_values, run_recipe
+
+LANGS = ("en", "de", "es", "it")
+
+
+def test_mini_pathways_smoke(tmp_path):
+    rdir = copy_recipe("mini_espeak/pathways", tmp_path)
+    run_recipe(rdir, "--conf_tag", "smoke", "--beam", "2")
+    exp = rdir / "exp"
+    for s in ("train", "dev", "test"):
+        assert (rdir / "data" / s / "feats.scp").stat().st_size > 0
+    losses = log_values(exp / "dense_multi" / "train.log", "loss")
+    assert len(losses) >= 3 and losses[-1] < losses[0], losses
+    for lang in LANGS:
+        assert (exp / "dense_mono" / lang / "model" / "model.pt").exists()
+        spars = json.loads((exp / "mono_sparse" / lang / "params.json").read_text())["sparsity"]
+        assert abs(spars - 0.7) < 0.01
+    for seed in ("1", "2"):
+        pw = exp / "pathways" / f"seed{seed}"
+        info = json.loads((pw / "params.json").read_text())
+        for lang in LANGS:
+            assert (pw / "export" / lang / "model.pt").exists()
+            assert info[f"params_{lang}"] < json.loads((exp / "dense_multi" / "params.json").read_text())["params_total"]
+        assert (pw / "overlap.png").stat().st_size > 1000
+    # per-language WER from streaming decodes; dense rows 0 % sparse, pruned rows ~70 %
+    for run, sparse in (("dense_mono", False), ("dense_multi", False), ("mono_sparse", True),
+                        ("agnostic/seed1", True), ("pathways/seed2", True)):
+        score = json.loads((exp / run / "decode_test" / "score.json").read_text())
+        for lang in LANGS:
+            wer = score["per_lang"][lang]["word"]["Err"]
+            assert 0.0 <= wer <= 300.0
+        p = json.loads((exp / run / "decode_test" / "params.json").read_text())
+        assert (abs(p["sparsity"] - 70.0) < 1.0) if sparse else p["sparsity"] < 1.0
+    assert (exp / "pathways" / "seed1" / "decode_test_beam" / "score.json").exists()
+    results = (rdir / "RESULTS_smoke.md").read_text()
+    for row in ("dense monolingual", "dense multilingual", "language-agnostic pruned", "monolingual sparse",
+                "pathways"):
+        assert f"| {row}" in results
+    assert "(n=2)" in results and "overlap_smoke.png" in results and "| IoU | en | de | es | it |" in results
+    assert (rdir / "overlap_smoke.png").exists()
+    assert "| Snt | Wrd |" in (rdir / "RESULTS_cer_smoke.md").read_text()
+    assert (rdir / "RESULTS_beam_smoke.md").exists()
+
+
+def test_mls_pathways_data_stage(tmp_path):
+    from speechkd.corpus.mls import make_fake_tree
+
+    src = tmp_path / "mls"
+    make_fake_tree(src, languages=["german", "italian"])
+    rdir = copy_recipe("mls/pathways", tmp_path)
+    env = {**os.environ, "SPEECHKD_ROOT": str(REPO), "cmd_backend": "local"}
+    proc = subprocess.run(["bash", "run.sh", "--mls_root", str(src), "--languages", "german,italian",
+                           "--stop_stage", "1"], cwd=rdir, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    for code in ("de", "it"):
+        for split in ("train", "dev", "test"):
+            d = rdir / "data" / f"{split}_{code}"
+            assert (d / "wav.scp").stat().st_size > 0 and (d / "text").stat().st_size > 0
+    assert (rdir / "data" / "train" / "utt2lang").exists()
+    langs = set(ln.split()[1] for ln in (rdir / "data" / "train" / "utt2lang").read_text().splitlines())
+    assert langs == {"de", "it"}
