@@ -18,12 +18,14 @@ all_seed_methods="none pad"
 train_data=data/train
 intents=            # label list file (default: labels of the training + valid data)
 extra=""
+nj=1                # runs at the same time
 help_message="Usage: $0 [options] <valid-data> <none-init> <distill-dir> <out-dir> '<test sets under data/>'"
 . utils/parse_options.sh
 [ $# -eq 5 ] || { echo "$help_message" >&2; exit 1; }
 valid=$1; none_init=$2; distill=$3; out=$4; sets=$5
 
 first=${seeds%% *}
+pids=()
 intent_opt=()
 [ -n "$intents" ] && intent_opt=(--intents "$intents")
 for m in $methods; do
@@ -42,6 +44,9 @@ for m in $methods; do
     $cmd --gpu 1 "$dir/train.log" \
       speechkd-train-intent train --config "$intent_conf" --train-data "${train_data//SEED/$seed}" \
         --valid-data "$valid" --init "$init" --exp "$dir" "${intent_opt[@]}" --train.seed "$seed" $extra \
-        --eval-data "${eval_dirs[@]}"
+        --eval-data "${eval_dirs[@]}" &
+    pids+=($!)
+    [ "${#pids[@]}" -lt "$nj" ] || { wait "${pids[0]}"; pids=("${pids[@]:1}"); }
   done
 done
+for p in "${pids[@]}"; do wait "$p"; done   # a failed run fails the script (set -e)

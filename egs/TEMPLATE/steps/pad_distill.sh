@@ -20,6 +20,7 @@ methods="mse cosine infonce uniform pad pad_noprior pad_word"
 seeds="1"
 all_seed_methods="pad"
 extra=""            # more overrides for every run (e.g. --units.ctm_fallback chars)
+nj=1                # runs at the same time
 help_message="Usage: $0 [options] <train-data> <valid-data> <speech-init> <text-model> <out-dir>"
 . utils/parse_options.sh
 [ $# -eq 5 ] || { echo "$help_message" >&2; exit 1; }
@@ -36,6 +37,7 @@ declare -A opts=(
   [pad_utterance]="--pad.granularities utterance"
 )
 first=${seeds%% *}
+pids=()
 for m in $methods; do
   [ -n "${opts[$m]+x}" ] || { echo "$0: unknown method '$m' (${!opts[*]})" >&2; exit 1; }
   run_seeds=$first
@@ -47,6 +49,9 @@ for m in $methods; do
     # shellcheck disable=SC2086
     $cmd --gpu 1 "$dir/train.log" \
       speechkd-pad-distill --config "$pad_conf" --train-data "$train" --valid-data "$valid" --init "$init" \
-        --text-model "$text_model" --exp "$dir" --train.seed "$seed" ${opts[$m]} $extra
+        --text-model "$text_model" --exp "$dir" --train.seed "$seed" ${opts[$m]} $extra &
+    pids+=($!)
+    [ "${#pids[@]}" -lt "$nj" ] || { wait "${pids[0]}"; pids=("${pids[@]:1}"); }
   done
 done
+for p in "${pids[@]}"; do wait "$p"; done   # a failed run fails the script (set -e)

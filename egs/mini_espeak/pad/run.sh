@@ -17,7 +17,7 @@ set -euo pipefail
 
 stage=1
 stop_stage=100
-nj=2
+nj=2              # parallel jobs (synthesis, features, distillation and intent runs)
 conf_tag=default       # default | smoke: picks conf/*.yaml or conf/*_smoke.yaml
 seeds="1 2"            # seeds (distillation + labelled subset + intent head)
 all_seed_methods="none pad"   # methods run with every seed; the others with the first seed only
@@ -70,7 +70,7 @@ fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   log "stage 5: distillation: $methods (seeds '$seeds' for: $all_seed_methods)"
-  steps/pad_distill.sh --cmd "$cuda_cmd" --pad_conf conf/pad${sfx}.yaml --methods "$methods" --seeds "$seeds" \
+  steps/pad_distill.sh --nj "$nj" --cmd "$cuda_cmd" --pad_conf conf/pad${sfx}.yaml --methods "$methods" --seeds "$seeds" \
     --all_seed_methods "$all_seed_methods" data/train data/dev exp/teacher/model exp/text_lm exp/distill
 fi
 
@@ -85,7 +85,7 @@ fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   log "stage 7: intent head ($per_intent labelled utterances per intent) on each model; test accuracy"
-  steps/intent_eval.sh --cmd "$cuda_cmd" --decode_cmd "$decode_cmd" --intent_conf conf/intent${sfx}.yaml \
+  steps/intent_eval.sh --nj "$nj" --cmd "$cuda_cmd" --decode_cmd "$decode_cmd" --intent_conf conf/intent${sfx}.yaml \
     --methods "none $methods" --seeds "$seeds" --all_seed_methods "$all_seed_methods" \
     --train_data "data/train_sub${per_intent}_seedSEED" --intents data/intents \
     data/dev exp/teacher/model exp/distill exp/intent "test test_unseen_para"
