@@ -2,9 +2,15 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+CLUSTER = Path(__file__).resolve().parents[1] / "utils" / "slurm_local_cluster.sh"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -37,3 +43,44 @@ def tiny_datadir(tmp_path):
         entries["utt2lang"][utt] = "en"
     write_datadir(tmp_path / "data", entries)
     return tmp_path / "data"
+
+
+# --------------------------------------------------------------------------- one-node Slurm cluster
+def _skip_reason():
+    if os.environ.get("SPEECHKD_SKIP_SLURM") == "1":
+        return "SPEECHKD_SKIP_SLURM=1"
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return "needs root to run slurmd/munged"
+    if not shutil.which("slurmctld") and not shutil.which("apt-get"):
+        return "Slurm not installed and no apt-get to install it"
+    return None
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def slurm_env(tmp_path_factory):
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster_dir = tmp_path_factory.mktemp("slurm")
+    env = dict(os.environ, SLURM_LOCAL_CTLD_PORT=str(_free_port()), SLURM_LOCAL_SLURMD_PORT=str(_free_port()))
+    try:
+        r = subprocess.run(["bash", str(CLUSTER), "start", str(cluster_dir)], capture_output=True, text=True,
+                           timeout=600, env=env)
+    except subprocess.TimeoutExpired:
+        subprocess.run(["bash", str(CLUSTER), "stop", str(cluster_dir)], timeout=120, env=env)
+        pytest.fail("local Slurm cluster did not start within 600 s")
+    if r.returncode != 0:
+        subprocess.run(["bash", str(CLUSTER), "stop", str(cluster_dir)], timeout=120, env=env)
+        pytest.fail(f"could not start the local Slurm cluster:\n{r.stderr[-3000:]}")
+    env["SLURM_CONF"] = str(cluster_dir / "slurm.conf")
+    yield env
+    subprocess.run(["bash", str(CLUSTER), "stop", str(cluster_dir)], timeout=120, env=env,
+                   capture_output=True)
+
+

@@ -29,8 +29,10 @@ def copy_recipe(recipe: str, tmp: Path) -> Path:
     return dst
 
 
-def run_recipe(recipe_dir: Path, *args: str, timeout: int = 1500) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SPEECHKD_ROOT": str(REPO), "cmd_backend": "local"}
+def run_recipe(recipe_dir: Path, *args: str, timeout: int = 1500, backend: str = "local"
+               ) -> subprocess.CompletedProcess:
+    """Run ``run.sh args`` with ``cmd_backend=backend``; on failure raise with the output's tail."""
+    env = {**os.environ, "SPEECHKD_ROOT": str(REPO), "cmd_backend": backend}
     proc = subprocess.run(["bash", "run.sh", *args], cwd=recipe_dir, env=env, capture_output=True, text=True,
                           timeout=timeout)
     if proc.returncode != 0:
