@@ -23,9 +23,11 @@ lambdas=           # L2S weights, 0 = plain CTC fine-tuning ("0 0.25 0.5 1.0" | 
 seeds=             # fine-tuning seeds; the spread is reported in RESULTS.md ("1 2" | "1")
 n_label=           # labelled utterances per language for fine-tuning (60 | 8)
 n_dev=             # validation utterances per language (20 | 3)
+n_pretrain=        # speech-model pretraining utterances per language, all 7 languages (80 | all)
 interpolation=nearest      # nearest (paper) | linear (ablation)
 parallel_langs=true        # fine-tune/decode the languages of one (λ, seed) at once, one process each
-threads=1                  # torch threads per fine-tuning process
+threads=1                  # torch threads per training process (1: several run at once; 2 threads on a
+                           # busy 2-core machine made each step several times slower)
 text_layer=-1      # hidden-state index of the text model
 corpus_seed=1
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--langs 'de ru'] [--lambdas '0 0.5'] [--seeds '1 2']"
@@ -37,11 +39,14 @@ help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] 
 sfx=""
 [ "$conf_tag" = default ] || sfx="_${conf_tag}"
 if [ "$conf_tag" = smoke ]; then
-  : "${langs:=de ru}" "${lambdas:=0 0.5}" "${seeds:=1}" "${n_label:=8}" "${n_dev:=3}"
+  : "${langs:=de ru}" "${lambdas:=0 0.5}" "${seeds:=1}" "${n_label:=8}" "${n_dev:=3}" "${n_pretrain:=100000}"
 else
   : "${langs:=de ru pl}" "${lambdas:=0 0.25 0.5 1.0}" "${seeds:=1 2}" "${n_label:=60}" "${n_dev:=20}"
+  : "${n_pretrain:=80}"
 fi
 corpus_conf=../conf/corpus_${conf_tag}.yaml
+all_langs=$(python -c "import yaml,sys; print(' '.join(yaml.safe_load(open(sys.argv[1]))['corpus']['languages']))" \
+  "$corpus_conf")
 log() { echo -e "$(date '+%F %T') (run.sh) $*"; }
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
@@ -71,19 +76,22 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
       data/train/utt2lang data/train/text > data/local/text_train_$l
     speechkd-make-tokens --kind char --text data/local/text_train_$l --out data/token_char_$l
   done
+  log "stage 3: pretraining subset: $n_pretrain utterances per language of $all_langs (+ 5 dev each)"
+  steps/make_labelled_subset.sh --n "$n_pretrain" data/train data/train_pt "$all_langs" 2>/dev/null
+  steps/make_labelled_subset.sh --n 5 data/dev data/dev_pt "$all_langs" 2>/dev/null
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   # the two teachers are independent: train them at the same time
   log "stage 4: teachers: mini multilingual text MLM (own sentencepiece vocab) on all train text ∥" \
-      "HuBERT iteration-1 speech model (MFCC k-means targets, masked prediction) on all train audio"
+      "HuBERT iteration-1 speech model (MFCC k-means targets, masked prediction) on data/train_pt (all languages)"
   mkdir -p exp/text_lm_log exp/teacher
-  ${train_cmd} exp/text_lm_log/train.log \
+  ${train_cmd} --num-threads "$threads" exp/text_lm_log/train.log \
     speechkd-train-text-model --config conf/text_lm${sfx}.yaml --text data/train/text --out exp/text_lm \
       --no-progress &
   text_pid=$!
-  ${cuda_cmd} --gpu 1 exp/teacher/train.log \
-    speechkd-pretrain --config conf/pretrain${sfx}.yaml --train-data data/train --valid-data data/dev \
+  ${cuda_cmd} --gpu 1 --num-threads "$threads" exp/teacher/train.log \
+    speechkd-pretrain --config conf/pretrain${sfx}.yaml --train-data data/train_pt --valid-data data/dev_pt \
       --exp exp/teacher --train.progress false
   wait "$text_pid"
 fi
@@ -103,7 +111,7 @@ finetune_one() {
 }
 decode_one() {
   local dir=exp/lam$1/seed$2/$3
-  steps/decode_score.sh --nj 1 --cmd "$decode_cmd" --ref_file text --units char,word \
+  OMP_NUM_THREADS=$threads steps/decode_score.sh --nj 1 --cmd "$decode_cmd" --ref_file text --units char,word \
     "$dir/model" data/test_$3 "$dir/decode_test" > "$dir/decode_score.log"
 }
 # run "$1 λ seed lang" for every language at once (jobs=langs) or one after the other; fail if any fails
