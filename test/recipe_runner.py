@@ -50,3 +50,17 @@ def log_values(log: Path, key: str, tag: str = "[train]") -> list:
             if key in parts:
                 vals.append(float(parts[parts.index(key) + 1]))
     return vals
+
+
+def run_data_sh(recipe: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run ``egs/<recipe>/local/data.sh`` from a scratch recipe folder (``utils`` and ``steps`` linked to the
+    repository's), with the current Python's bin folder on PATH. Returns the completed process."""
+    import sys
+
+    work = tmp_path / "recipe"
+    work.mkdir(parents=True)
+    (work / "utils").symlink_to(REPO / "utils")
+    (work / "steps").symlink_to(REPO / "egs" / "TEMPLATE" / "steps")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "LC_ALL": "C"}
+    return subprocess.run(["bash", str(REPO / "egs" / recipe / "local" / "data.sh"), *args], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=120)

@@ -1,8 +1,5 @@
 """SLURP data prep (one utterance per recording, utt2intent) on a tiny fake tree."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,18 +8,9 @@ from speechkd.corpus import slurp
 from speechkd.data.audio import iter_data_audio
 from speechkd.data.datadir import DataDir
 from speechkd.utils.errors import DataError
+from recipe_runner import run_data_sh
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def run_data_sh(recipe: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run egs/<recipe>/local/data.sh from a scratch recipe folder (utils -> repo utils), venv on PATH."""
-    work = tmp_path / "recipe"
-    work.mkdir()
-    (work / "utils").symlink_to(ROOT / "utils")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "LC_ALL": "C"}
-    return subprocess.run(["bash", str(ROOT / "egs" / recipe / "local" / "data.sh"), *args], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")

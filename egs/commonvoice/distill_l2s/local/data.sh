@@ -19,9 +19,4 @@ help_message="Usage: $0 --src <cv-corpus-* folder> [options]"
 . utils/parse_options.sh
 [ -n "$src" ] || { echo "$0: --src <cv-corpus-* folder> is required" >&2; exit 1; }
 
-if command -v speechkd-prepare-corpus >/dev/null 2>&1; then prep=(speechkd-prepare-corpus); else prep=(python3 -m speechkd.bin.prepare_corpus); fi
-mkdir -p "$out"
-"${prep[@]}" commonvoice --src "$src" --out "$out" --utt2dur "$utt2dur" --langs "$langs" --splits "$splits" --audio "$audio" > "$out/.prepared_commonvoice"
-while read -r dir _; do
-  utils/validate_data_dir.sh "${dir%:}"
-done < "$out/.prepared_commonvoice"
+steps/prepare_corpus.sh commonvoice "$out" --src "$src" --utt2dur "$utt2dur" --langs "$langs" --splits "$splits" --audio "$audio"

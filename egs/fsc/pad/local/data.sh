@@ -18,9 +18,4 @@ help_message="Usage: $0 --src <fluent_speech_commands_dataset folder> [options]"
 . utils/parse_options.sh
 [ -n "$src" ] || { echo "$0: --src <fluent_speech_commands_dataset folder> is required" >&2; exit 1; }
 
-if command -v speechkd-prepare-corpus >/dev/null 2>&1; then prep=(speechkd-prepare-corpus); else prep=(python3 -m speechkd.bin.prepare_corpus); fi
-mkdir -p "$out"
-"${prep[@]}" fsc --src "$src" --out "$out" --utt2dur "$utt2dur" --splits "$splits" --normalize "$normalize" > "$out/.prepared_fsc"
-while read -r dir _; do
-  utils/validate_data_dir.sh "${dir%:}"
-done < "$out/.prepared_fsc"
+steps/prepare_corpus.sh fsc "$out" --src "$src" --utt2dur "$utt2dur" --splits "$splits" --normalize "$normalize"

@@ -19,9 +19,4 @@ help_message="Usage: $0 --src <folder of mls_<language> folders> [options]"
 . utils/parse_options.sh
 [ -n "$src" ] || { echo "$0: --src <folder of mls_<language> folders> is required" >&2; exit 1; }
 
-if command -v speechkd-prepare-corpus >/dev/null 2>&1; then prep=(speechkd-prepare-corpus); else prep=(python3 -m speechkd.bin.prepare_corpus); fi
-mkdir -p "$out"
-"${prep[@]}" mls --src "$src" --out "$out" --utt2dur "$utt2dur" --languages "$languages" --splits "$splits" --limited "$limited" > "$out/.prepared_mls"
-while read -r dir _; do
-  utils/validate_data_dir.sh "${dir%:}"
-done < "$out/.prepared_mls"
+steps/prepare_corpus.sh mls "$out" --src "$src" --utt2dur "$utt2dur" --languages "$languages" --splits "$splits" --limited "$limited"

@@ -19,9 +19,4 @@ help_message="Usage: $0 --src <slurp checkout (dataset/slurp/*.jsonl)> [options]
 . utils/parse_options.sh
 [ -n "$src" ] || { echo "$0: --src <slurp checkout (dataset/slurp/*.jsonl)> is required" >&2; exit 1; }
 
-if command -v speechkd-prepare-corpus >/dev/null 2>&1; then prep=(speechkd-prepare-corpus); else prep=(python3 -m speechkd.bin.prepare_corpus); fi
-mkdir -p "$out"
-"${prep[@]}" slurp --src "$src" --out "$out" --utt2dur "$utt2dur" --splits "$splits" --synthetic "$synthetic" --audio-dir "$audio_dir" > "$out/.prepared_slurp"
-while read -r dir _; do
-  utils/validate_data_dir.sh "${dir%:}"
-done < "$out/.prepared_slurp"
+steps/prepare_corpus.sh slurp "$out" --src "$src" --utt2dur "$utt2dur" --splits "$splits" --synthetic "$synthetic" --audio-dir "$audio_dir"
