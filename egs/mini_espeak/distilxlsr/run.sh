@@ -140,7 +140,8 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
       --exp exp/teacher
 fi
 
-# run_bg <cmd...>: run in the background, at most $nj at a time; wait_bg: wait for all (fails if one failed)
+# run_bg <cmd...>: run in the background, at most $nj at a time (one torch thread each); wait_bg: wait for
+# all of them (fails if one failed)
 pids=()
 run_bg() {
   "$@" &
@@ -154,7 +155,7 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
     read -r data init <<< "${students[$name]}"
     log "stage 9: distil $name: $data, layer init '$init'"
     mkdir -p exp/$name
-    run_bg ${cuda_cmd} --gpu 1 exp/$name/train.log \
+    run_bg ${cuda_cmd} --gpu 1 --num-threads 1 exp/$name/train.log \
       speechkd-distill --config conf/distill${sfx}.yaml --teacher exp/teacher/model --train-data "$data" \
         --valid-data data/dev_${en} --exp exp/$name --student.init "$init"
   done
@@ -166,7 +167,7 @@ if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ]; then
     case $name in student_en|distilxlsr) ss=$seeds ;; *) ss=$ref_seeds ;; esac
     for seed in $ss; do
       log "stage 10: fine-tune exp/$name/model ($ft_mode: $ft_sets; seed $seed) -> exp/ft_$name/seed$seed"
-      run_bg steps/finetune_langs.sh --cmd "$cuda_cmd" --nj 1 --train_config conf/finetune${sfx}.yaml \
+      run_bg steps/finetune_langs.sh --cmd "$cuda_cmd --num-threads 1" --nj 1 --train_config conf/finetune${sfx}.yaml \
         --seed "$seed" --token_dir data/token_phone exp/$name/model "$ft_sets" exp/ft_$name/seed$seed
     done
   done
