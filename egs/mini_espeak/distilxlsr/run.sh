@@ -3,8 +3,8 @@
 # after forced-aligning it to phones and shuffling the phones; student = half the teacher's layers,
 # initialised by layer-jumping; evaluated by per-language phone CTC fine-tuning on the other languages.
 #
-#   ./run.sh                              # default config (~2 h of synthetic speech in 7 languages)
-#   ./run.sh --conf_tag smoke             # smoke config (3 languages, ~100 utterances, a few minutes)
+#   ./run.sh                              # default config (~45 min of speech in 5 languages; ~20 min on 2 idle cores)
+#   ./run.sh --conf_tag smoke             # smoke config (3 languages, ~60 utterances, a few minutes)
 #   ./run.sh --stage 9 --stop_stage 11    # re-run only some stages (each reads only earlier outputs)
 #   ./run.sh --eval_langs "de es it ru pl ga" --seeds "1 2 3"
 #   cmd_backend=slurm ./run.sh            # send the stages to Slurm (conf/slurm.conf)
