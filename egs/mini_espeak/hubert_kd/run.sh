@@ -125,6 +125,7 @@ distil() {  # <student> <seed>: (Fbank: stage A) + distillation -> exp/<student>
 
 finetune_decode() {  # <run dir> <init model> <size>: CTC fine-tuning, then decode + score the test set
   local dir=$1 init=$2 p=$3 seed=${1##*seed}
+  if [ -f "$dir/ft$p/decode_test/score.json" ]; then log "stage 7: $dir/ft$p already scored, skipped"; return; fi
   log "stage 7: CTC fine-tuning of $init on ft$p (seed $seed) -> $dir/ft$p"
   mkdir -p "$dir/ft$p"
   ${cuda_cmd} --gpu 1 "$dir/ft$p/train.log" \
