@@ -67,7 +67,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     for seed in $seeds; do
       dir=exp/ft_${init}/seed$seed
       log "stage 6: phone CTC fine-tuning ($init, seed $seed) → $dir"
-      init_opt=()
+      init_opt=(--model.freeze_frontend false)   # from scratch: the random front-end must learn too
       [ "$init" = teacher ] && init_opt=(--init exp/teacher/model)
       mkdir -p "$dir"
       ${cuda_cmd} --gpu 1 "$dir/train.log" \
