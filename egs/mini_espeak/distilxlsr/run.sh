@@ -66,8 +66,11 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  log "stage 2: phone inventory of the training set (all languages)"
-  speechkd-make-tokens --kind phone --text data/train/phones --out data/token_phone
+  # the inventory is the closed phone set of the corpus languages (a lexicon property): taken from every split
+  # so that the aligner can align dev/test utterances whose rare phones the (small) training set lacks
+  log "stage 2: phone inventory (all languages)"
+  speechkd-make-tokens --kind phone --text data/train/phones --text data/dev/phones --text data/test/phones \
+    --out data/token_phone
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
