@@ -13,6 +13,8 @@
 #   pad                      the config as is (granularities, priors, uncertainty weighting)
 #   pad_noprior              PAD with uniform unit weights
 #   pad_word | pad_utterance PAD on one granularity only
+#   pad_infonce              PAD with the contrastive metric (in-batch negatives at every granularity)
+#   uniform_infonce | pad_infonce_noprior | pad_infonce_word   the same baselines/ablations with InfoNCE
 set -euo pipefail
 cmd=utils/run.py
 pad_conf=conf/pad.yaml
@@ -35,6 +37,10 @@ declare -A opts=(
   [pad_noprior]="--prior.word uniform --prior.subword uniform --prior.phone uniform"
   [pad_word]="--pad.granularities word"
   [pad_utterance]="--pad.granularities utterance"
+  [pad_infonce]="--pad.metric infonce"
+  [uniform_infonce]="--pad.metric infonce --pad.combine fixed --prior.word uniform --prior.subword uniform --prior.phone uniform"
+  [pad_infonce_noprior]="--pad.metric infonce --prior.word uniform --prior.subword uniform --prior.phone uniform"
+  [pad_infonce_word]="--pad.metric infonce --pad.granularities word"
 )
 first=${seeds%% *}
 pids=()
