@@ -198,6 +198,7 @@ def test_decode_cli_routes_languages_and_streams(corpus, tmp_path):
         dt.main(["--ckpt", f"en={dense}", "--ckpt", f"de={dense}", "--data", str(data), "--out", str(out),
                  "--no-progress"])
     assert e.value.code == 0
+    assert torch.is_grad_enabled()                                  # the CLI leaves global state alone
     hyps = read_kv(out / "text", allow_empty_value=True)
     assert set(hyps) == set(scp)
     assert set(read_kv(out / "en" / "text", allow_empty_value=True)) == {u for u in scp if u.startswith("en")}

@@ -160,17 +160,17 @@ def _main(argv=None):
     text, tokens = {}, {}
     audio = 0.0
     t0 = time.time()
-    torch.set_grad_enabled(False)
-    for i in tqdm(range(len(ds)), desc="decode", disable=args.no_progress):
-        utt = ds.utts[i]
-        model, tok, cmvn = loaded[route[utt]]
-        x = torch.from_numpy(ds._read(utt).copy()).float()
-        audio += x.shape[0] / 100.0
-        if cmvn is not None:
-            x = cmvn(x)
-        ids = decode_utterance(model, x, args.search, args.beam, args.max_symbols, piece)
-        text[utt] = tok.decode(ids)
-        tokens[utt] = " ".join(tok.ids_to_units(ids))
+    with torch.no_grad():                  # (not set_grad_enabled: main() may run inside another program)
+        for i in tqdm(range(len(ds)), desc="decode", disable=args.no_progress):
+            utt = ds.utts[i]
+            model, tok, cmvn = loaded[route[utt]]
+            x = torch.from_numpy(ds._read(utt).copy()).float()
+            audio += x.shape[0] / 100.0
+            if cmvn is not None:
+                x = cmvn(x)
+            ids = decode_utterance(model, x, args.search, args.beam, args.max_symbols, piece)
+            text[utt] = tok.decode(ids)
+            tokens[utt] = " ".join(tok.ids_to_units(ids))
     wall = time.time() - t0
     write_kv(out / "text", text)
     write_kv(out / "token", tokens)
