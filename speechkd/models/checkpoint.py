@@ -37,7 +37,7 @@ MODEL_REGISTRY: Dict[str, type] = {}
 _PROVIDERS = [
     "speechkd.models.ssl", "speechkd.models.ctc", "speechkd.models.heads", "speechkd.models.transducer",
     "speechkd.models.text", "speechkd.models.intent", "speechkd.distill.student", "speechkd.distill.students",
-    "speechkd.prune.pathways",
+    "speechkd.prune.pathways", "speechkd.distill.pad_train",
 ]
 
 
