@@ -116,8 +116,14 @@ def main(argv=None):
                   f"{r['cnn_fe_params'] / 1e6:.2f}M / {r['fb_fe_params'] / 1e6:.2f}M | "
                   f"{1e3 * r['cnn_wall']:.1f} | {1e3 * r['fb_wall']:.1f} | {r['cnn_wall'] / r['fb_wall']:.2f}x | "
                   f"{cpu_ratio:.2f}x |")
+            summary(f"Fbank-student/CNN-student inference speed ({args.layers}x{args.dim}, Fbank {ch} ch, {dev.type})",
+                    r["cnn_wall"] / r["fb_wall"], "> 1: the Fbank student is faster (paper: ~2)")
+            summary(f"Fbank-student/CNN-student params ({args.layers}x{args.dim}, Fbank {ch} ch)",
+                    r["fb_params"] / r["cnn_params"], "< 1: fewer params (paper: 0.83)")
     return 0
 
+
+from _summary import summary  # noqa: E402  (bench/_summary.py)
 
 if __name__ == "__main__":
     sys.exit(main())
