@@ -364,6 +364,17 @@ class Trainer:
         return True
 
     # ------------------------------------------------------------------ logging
+    def _mean_over_ranks(self, stats: Dict[str, float]) -> Dict[str, float]:
+        """Under DDP, average logged statistics over ranks, so the logged loss curve is that of the global
+        batch (the same curve as one process at the same global batch). Collective: every rank calls it."""
+        if self.world_size <= 1 or not stats:
+            return stats
+        keys = sorted(stats)
+        t = torch.tensor([float(stats[k]) for k in keys], dtype=torch.float64,
+                         device=self.device if self.device.type == "cuda" else "cpu")
+        torch.distributed.all_reduce(t)
+        return {k: float(v) / self.world_size for k, v in zip(keys, t.tolist())}
+
     def _log(self, stats: Dict[str, float], prefix: str = "train") -> None:
         if not self.is_main:
             return
@@ -549,7 +560,7 @@ class Trainer:
                 if acc_n:
                     bar.set_postfix(loss=f"{acc_stats['loss'] / acc_n:.4g}", refresh=False)
                 if log_iv and self.step % log_iv == 0 and acc_n:
-                    out = {k: v / acc_n for k, v in acc_stats.items()}
+                    out = self._mean_over_ranks({k: v / acc_n for k, v in acc_stats.items()})
                     out["grad_norm"] = gnorm
                     if self.nan_skipped:
                         out["nan_skipped"] = self.nan_skipped
