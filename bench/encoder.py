@@ -15,9 +15,9 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 import torch
+from _common import summary, timed as _time  # bench/_common.py (beside this script)
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,19 +25,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from speechkd.models.convert.export_huggingface import build_hf_model  # noqa: E402
 from speechkd.models.ssl import mini_ssl  # noqa: E402
 
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _time(fn, device):
-    """(wall seconds, process CPU seconds) of one call; CPU time is steadier on a shared machine."""
-    _sync(device)
-    t0, c0 = time.perf_counter(), time.process_time()
-    fn()
-    _sync(device)
-    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main(argv=None):
@@ -117,8 +104,6 @@ def main(argv=None):
           f"({'padded' if args.padded else 'full'}), device {device}, threads {torch.get_num_threads()}, "
           f"runs {args.runs}; inference ours {audio / results['inference'][0]:.0f} s audio/s")
 
-
-from _summary import summary  # noqa: E402  (bench/_summary.py)
 
 if __name__ == "__main__":
     main()

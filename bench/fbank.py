@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import torch
+from _common import summary  # bench/_common.py (beside this script)
 
 from speechkd.features.kaldi import fbank, num_frames
 
@@ -98,8 +99,6 @@ def main(argv=None):
             if knf_t:
                 summary(f"fbank ours/knf speed ({name}, {dev})", knf_t / t, "> 1: ours is faster")
 
-
-from _summary import summary  # noqa: E402  (bench/_summary.py)
 
 if __name__ == "__main__":
     main()

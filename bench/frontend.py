@@ -19,27 +19,15 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 import torch
+from _common import summary, timed as _time  # bench/_common.py (beside this script)
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from speechkd.features.kaldi import FbankExtractor  # noqa: E402
 from speechkd.models.ssl import SSLConfig, SSLModel  # noqa: E402
 
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _time(fn, device):
-    _sync(device)
-    t0, c0 = time.perf_counter(), time.process_time()
-    fn()
-    _sync(device)
-    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def build_pair(layers: int, dim: int, fbank_channels: int):
@@ -122,8 +110,6 @@ def main(argv=None):
                     r["fb_params"] / r["cnn_params"], "< 1: fewer params (paper: 0.83)")
     return 0
 
-
-from _summary import summary  # noqa: E402  (bench/_summary.py)
 
 if __name__ == "__main__":
     sys.exit(main())

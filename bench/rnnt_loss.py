@@ -34,6 +34,7 @@ import sys
 import time
 
 import torch
+from _common import summary  # bench/_common.py (beside this script)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from speechkd.asr.rnnt_loss import rnnt_loss, rnnt_loss_reference  # noqa: E402
@@ -143,8 +144,6 @@ def main(argv=None) -> None:
                 print(f"{f'{T}x{U}':>10} {lm:8.1f} {m:>11} {r['time_s'] * 1e3:9.1f} {r['mem_bytes'] / 2**20:8.1f} "
                       f"{r['mem_bytes'] / 2**20 / lm:10.2f}", flush=True)
 
-
-from _summary import summary  # noqa: E402  (bench/_summary.py)
 
 if __name__ == "__main__":
     main()

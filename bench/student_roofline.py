@@ -13,37 +13,20 @@ convolutions and memory traffic keep it below 1.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from _common import median_wall, summary  # bench/_common.py (beside this script)
 from torch.utils.flop_counter import FlopCounterMode
 
 from speechkd.features.kaldi import FbankExtractor
 from speechkd.models.ssl import mini_ssl
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def median_time(fn, device, runs: int) -> float:
-    fn()
-    _sync(device)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
 
 def matmul_gflops(n: int, device, runs: int) -> float:
     a = torch.randn(n, n, device=device)
     b = torch.randn(n, n, device=device)
-    t = median_time(lambda: a @ b, device, runs)
+    t = median_wall(lambda: a @ b, device, runs)
     return 2 * n ** 3 / t / 1e9
 
 
@@ -61,7 +44,7 @@ def student_gflops(layers: int, d_model: int, seconds: float, batch: int, device
     with FlopCounterMode(display=False) as counter:
         infer()
     flops = counter.get_total_flops()
-    t = median_time(infer, device, runs)
+    t = median_wall(infer, device, runs)
     n_params = sum(p.numel() for p in model.parameters())
     return flops, t, n_params
 
@@ -88,8 +71,6 @@ def main(argv=None):
     summary(f"student inference / matmul peak ({args.layers}x{args.d_model}, {device})", achieved / peak,
             "fraction of the machine's fp32 matmul rate")
 
-
-from _summary import summary  # noqa: E402  (bench/_summary.py)
 
 if __name__ == "__main__":
     main()

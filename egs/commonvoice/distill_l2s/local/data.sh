@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Common Voice data prep for distill_l2s: per-language CTC fine-tuning sets with normalised text.
+# Common Voice data prep (distill_l2s and distilxlsr share it): per-language CTC fine-tuning/evaluation sets
+# with normalised text.
 #
 # Usage (from the recipe folder):
 #   local/data.sh --src /data/cv-corpus-15.0-2023-09-08 --langs es,fr,it,ky,nl,ru,sv,tr,tt,zh-CN
