@@ -46,7 +46,9 @@ if [ ! -x "$venv/bin/python" ]; then
   echo "[setup] creating $venv" >&2
   "$python" -m venv "$venv"
 fi
-pip="$venv/bin/python -m pip"
+# pip, minus the "WARNING: Location ... is ignored" lines that some site-wide pip.conf find-links produce
+pip_() { "$venv/bin/python" -m pip "$@" 2> >(grep -v "^WARNING: Location '" >&2); }
+pip=pip_
 $pip install -q --upgrade pip >/dev/null 2>&1 || true
 if ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
   echo "[setup] pip install torch==2.13.0" >&2
