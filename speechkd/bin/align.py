@@ -12,7 +12,8 @@ Usage::
 
 Segments (``--mode``): ``start`` (default; each phone lasts until the next one starts), ``mid``
 (boundaries in the middle of blank gaps) or ``peaky`` (only the frames CTC fired on).
-With ``--ref-ctm`` (and no ``--ckpt``: for an existing ``<out>/phones.ctm``) the boundary errors are written to ``<out>/accuracy.json`` (median, % within 20 ms).
+With ``--ref-ctm`` (and no ``--ckpt``: for an existing ``<out>/phones.ctm``) the boundary errors are written to ``<out>/accuracy.json`` (median, % within 20 ms) and
+``<out>/accuracy.md`` (the same as a markdown table row named after the data dir).
 Outputs: ``phones.ctm``, ``align.yaml`` (settings, frame shift, failures).
 """
 from __future__ import annotations
@@ -49,13 +50,14 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _accuracy(out: Path, ref_ctm, tol: float) -> None:
-    from speechkd.align.accuracy import boundary_errors
+def _accuracy(out: Path, ref_ctm, tol: float, name: str) -> None:
+    from speechkd.align.accuracy import accuracy_markdown, boundary_errors
     from speechkd.align.ctm import read_ctm
     from speechkd.utils.fileio import atomic_write_text
 
     st = boundary_errors(read_ctm(out / "phones.ctm"), read_ctm(ref_ctm), tolerance_ms=tol)
     atomic_write_text(out / "accuracy.json", json.dumps(st, indent=1) + "\n")
+    atomic_write_text(out / "accuracy.md", accuracy_markdown({name: st}))
     log.info("boundaries vs %s: median |err| %.1f ms, %.1f%% within %g ms (%d boundaries, %d utts, "
              "%d token mismatches)", ref_ctm, st["median_abs_ms"], st["pct_within_tol"], tol,
              st["n_boundaries"], st["n_utts"], st["n_mismatch"])
@@ -100,7 +102,7 @@ def _main(argv=None):
                      "mode": args.mode, "frame_shift": m.frame_shift, **stats}, out / "align.yaml")
         log.info("aligned %d utterances (%d failed) -> %s", stats["utts"], stats["failed"], out / "phones.ctm")
     if args.ref_ctm:
-        _accuracy(out, args.ref_ctm, args.tolerance_ms)
+        _accuracy(out, args.ref_ctm, args.tolerance_ms, Path(args.data).name)
 
 
 def main(argv=None):
