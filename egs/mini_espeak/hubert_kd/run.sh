@@ -8,7 +8,7 @@
 # CTC fine-tuned (characters) on 100 % / 10 % / 2 % of the training set, decoded, scored (CER/WER),
 # and RESULTS.md reports CER per fine-tuning size, parameters and decoding real-time factor.
 #
-#   ./run.sh                              # default config (~20-25 min on an idle 2-core machine)
+#   ./run.sh                              # default config (~45 min on an idle 2-core machine)
 #   ./run.sh --conf_tag smoke             # smoke config (a few minutes)
 #   ./run.sh --stage 6 --stop_stage 9     # re-run some stages (each reads only earlier outputs)
 #   ./run.sh --stage 7 --jobs 1           # fine-tune + decode one model at a time (stage 7 = 7 and 8)
@@ -20,7 +20,7 @@ stage=1
 stop_stage=100
 nj=2                       # parallel jobs for synthesis and features
 conf_tag=default           # default | smoke
-students="sw sw_disc dt_disc fb_disc"   # see student_opts below (also: dt, fb)
+students="sw sw_disc dt dt_disc fb_disc"   # see student_opts below (also: fb)
 key_students="sw sw_disc"  # the key comparison (with vs without L_disc): run with every seed in $seeds
 seeds="1 2"
 ft_sizes="100 10 2"        # % of the training set labelled for CTC fine-tuning
