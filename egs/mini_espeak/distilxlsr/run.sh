@@ -3,7 +3,7 @@
 # after forced-aligning it to phones and shuffling the phones; student = half the teacher's layers,
 # initialised by layer-jumping; evaluated by per-language phone CTC fine-tuning on the other languages.
 #
-#   ./run.sh                              # default config (~45 min of speech in 5 languages; ~20 min on 2 idle cores)
+#   ./run.sh                              # default config (~45 min of speech in 5 languages; ~35 min on 2 cores)
 #   ./run.sh --conf_tag smoke             # smoke config (3 languages, ~60 utterances, a few minutes)
 #   ./run.sh --stage 9 --stop_stage 11    # re-run only some stages (each reads only earlier outputs)
 #   ./run.sh --eval_langs "de es it ru pl ga" --seeds "1 2 3"
@@ -25,8 +25,8 @@ corpus_seed=1
 distill_lang=en      # the only language the students are distilled with
 eval_langs=          # fine-tuning/test languages (default: every corpus language but distill_lang)
 n_label=40           # labelled utterances per evaluation language
-seeds="1 2"          # fine-tuning seeds of the key rows (student on plain English, DistilXLSR)
-ref_seeds="1"        # fine-tuning seeds of the reference rows (teacher, no layer-jumping)
+seeds="1 2 3"        # fine-tuning seeds of the key rows (student on plain English, DistilXLSR)
+ref_seeds="1 2 3"    # fine-tuning seeds of the reference rows (teacher, no layer-jumping)
 shuffle_seed=1
 across_utts=false    # true: shuffle phones across the utterances of a speaker
 crossfade_ms=5
@@ -169,6 +169,11 @@ if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ]; then
   for name in teacher student_en distilxlsr nojump; do
     case $name in student_en|distilxlsr) ss=$seeds ;; *) ss=$ref_seeds ;; esac
     for seed in $ss; do
+      done_sets=0
+      for f in $ft_sets; do [ -f exp/ft_$name/seed$seed/$f/decode_test/score.json ] && done_sets=$((done_sets + 1)); done
+      if [ "$done_sets" -eq "$(echo $ft_sets | wc -w)" ]; then
+        log "stage 10: exp/ft_$name/seed$seed already scored, skipped (delete it to redo)"; continue
+      fi
       log "stage 10: fine-tune exp/$name/model ($ft_mode: $ft_sets; seed $seed) -> exp/ft_$name/seed$seed"
       run_bg steps/finetune_langs.sh --cmd "$cuda_cmd --num-threads 1" --nj 1 --train_config conf/finetune${sfx}.yaml \
         --seed "$seed" --token_dir data/token_phone exp/$name/model "$ft_sets" exp/ft_$name/seed$seed
