@@ -7,7 +7,7 @@
 # trained here on the corpus text of all languages; speech model: a HuBERT iteration-1 mini teacher
 # pretrained here on all languages' audio.
 #
-#   ./run.sh                              # default config (~15 min on 2 idle cores)
+#   ./run.sh                              # default config (~20 min on 2 idle cores)
 #   ./run.sh --conf_tag smoke             # smoke config (2 languages, λ ∈ {0, 0.5}, 1 seed; a few minutes)
 #   ./run.sh --stage 5 --stop_stage 7 --lambdas "0 0.5" --seeds 2   # some stages / a λ or seed subset
 #   cmd_backend=slurm ./run.sh            # send the stages to Slurm (conf/slurm.conf)
@@ -20,10 +20,10 @@ conf_tag=default   # default | smoke: picks conf/*.yaml or conf/*_smoke.yaml and
 # empty = the conf_tag's default (default | smoke):
 langs=             # fine-tuning (low-resource) languages, each its own char CTC model ("de ru pl" | "de ru")
 lambdas=           # L2S weights, 0 = plain CTC fine-tuning ("0 0.25 0.5 1.0" | "0 0.5")
-seeds=             # fine-tuning seeds; the spread is reported in RESULTS.md ("1 2" | "1")
+seeds=             # fine-tuning seeds; the spread is reported in RESULTS.md ("1 2 3" | "1")
 n_label=           # labelled utterances per language for fine-tuning (60 | 8)
 n_dev=             # validation utterances per language (20 | 3)
-n_pretrain=        # speech-model pretraining utterances per language, all 7 languages (80 | all)
+n_pretrain=100000  # speech-model pretraining utterances per language, all 7 languages (default: all)
 interpolation=nearest      # nearest (paper) | linear (ablation)
 parallel_langs=true        # fine-tune/decode the languages of one (λ, seed) at once, one process each
 threads=1                  # torch threads per training process (1: several run at once; 2 threads on a
@@ -39,10 +39,9 @@ help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] 
 sfx=""
 [ "$conf_tag" = default ] || sfx="_${conf_tag}"
 if [ "$conf_tag" = smoke ]; then
-  : "${langs:=de ru}" "${lambdas:=0 0.5}" "${seeds:=1}" "${n_label:=8}" "${n_dev:=3}" "${n_pretrain:=100000}"
+  : "${langs:=de ru}" "${lambdas:=0 0.5}" "${seeds:=1}" "${n_label:=8}" "${n_dev:=3}"
 else
-  : "${langs:=de ru pl}" "${lambdas:=0 0.25 0.5 1.0}" "${seeds:=1 2}" "${n_label:=60}" "${n_dev:=20}"
-  : "${n_pretrain:=80}"
+  : "${langs:=de ru pl}" "${lambdas:=0 0.25 0.5 1.0}" "${seeds:=1 2 3}" "${n_label:=60}" "${n_dev:=20}"
 fi
 corpus_conf=../conf/corpus_${conf_tag}.yaml
 all_langs=$(python -c "import yaml,sys; print(' '.join(yaml.safe_load(open(sys.argv[1]))['corpus']['languages']))" \
