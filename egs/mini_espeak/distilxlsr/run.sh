@@ -26,18 +26,19 @@ distill_lang=en      # the only language the students are distilled with
 eval_langs=          # fine-tuning/test languages (default: every corpus language but distill_lang)
 n_label=40           # labelled utterances per evaluation language
 seeds="1 2 3"        # fine-tuning seeds of the key rows (student on plain English, DistilXLSR)
-ref_seeds="1 2 3"    # fine-tuning seeds of the reference rows (teacher, no layer-jumping)
+ref_seeds=           # fine-tuning seeds of the reference rows (teacher, no layer-jumping); empty: = seeds
 shuffle_seed=1
 across_utts=false    # true: shuffle phones across the utterances of a speaker
 crossfade_ms=5
 nojump_init=first    # student init without layer-jumping: first (teacher layers 1..L_s) | none (random)
-ft_mode=joint        # per_lang: one CTC model per evaluation language (as the paper) | joint: one model on all
+ft_mode=per_lang     # per_lang: one CTC model per evaluation language (as the paper) | joint: one model on all
                      # evaluation languages' labelled sets together, scored per language (cheaper on CPU)
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--nj N] [--seeds '1 2'] [--eval_langs 'de ru']"
 
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+[ -n "$ref_seeds" ] || ref_seeds=$seeds
 
 sfx=""
 [ "$conf_tag" = default ] || sfx="_${conf_tag}"
