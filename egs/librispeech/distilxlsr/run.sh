@@ -59,8 +59,7 @@ fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   log "stage 4: Fbank for the aligner"
-  steps/make_feats.sh --nj "$nj" --cmd "$feats_cmd" --cmvn true data/$train_set dump/fbank/$train_set
-  steps/make_feats.sh --nj "$nj" --cmd "$feats_cmd" --cmvn false data/$valid_set dump/fbank/$valid_set
+  steps/make_feats_sets.sh --nj "$nj" --cmd "$feats_cmd" --cmvn_set "$train_set" data dump/fbank "$train_set" "$valid_set"
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then

@@ -59,10 +59,9 @@ fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "stage 3: 80-dim Fbank + global CMVN (Fbank students)"
-  for s in $train_set $valid_set $test_sets $(for f in $ft_sets; do [ -d data/train_$f ] && echo train_$f; done); do
-    steps/make_feats.sh --nj "$nj" --cmd "$feats_cmd" --cmvn "$([ $s = $train_set ] && echo true || echo false)" \
-      data/$s dump/fbank/$s
-  done
+  # shellcheck disable=SC2046
+  steps/make_feats_sets.sh --nj "$nj" --cmd "$feats_cmd" --cmvn_set "$train_set" data dump/fbank \
+    $train_set $valid_set $test_sets $(for f in $ft_sets; do [ -d data/train_$f ] && echo train_$f; done)
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then

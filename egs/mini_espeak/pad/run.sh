@@ -42,10 +42,7 @@ fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "stage 2: 80-dim Fbank (ark/scp) + global CMVN; test subset with paraphrases unseen in train"
-  for s in train dev test; do
-    steps/make_feats.sh --nj "$nj" --cmd "$feats_cmd" --cmvn "$([ $s = train ] && echo true || echo false)" \
-      data/$s dump/fbank/$s
-  done
+  steps/make_feats_sets.sh --nj "$nj" --cmd "$feats_cmd" data dump/fbank train dev test
   awk 'NR==FNR {$1=""; seen[$0]=1; next} {u=$1; $1=""; if (!($0 in seen)) print u}' \
     data/train/text data/test/text > data/test_unseen_para.list
   utils/subset_data_dir.sh --utt-list data/test_unseen_para.list data/test data/test_unseen_para

@@ -56,10 +56,7 @@ fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "stage 3: 80-dim Fbank + global CMVN"
-  for s in train dev test; do
-    steps/make_feats.sh --nj "$nj" --cmd "$feats_cmd" --cmvn "$([ $s = train ] && echo true || echo false)" \
-      data/$s dump/fbank/$s
-  done
+  steps/make_feats_sets.sh --nj "$nj" --cmd "$feats_cmd" data dump/fbank train dev test
 fi
 
 if [ "$stop_stage" -ge 4 ]; then
