@@ -23,12 +23,12 @@ lambdas=           # L2S weights, 0 = plain CTC fine-tuning ("0 0.25 0.5 1.0" | 
 seeds=             # fine-tuning seeds; the spread is reported in RESULTS.md ("1 2 3" | "1")
 n_label=           # labelled utterances per language for fine-tuning (60 | 8)
 n_dev=             # validation utterances per language (20 | 3)
-n_pretrain=100000  # speech-model pretraining utterances per language, all 7 languages (default: all)
 interpolation=nearest      # nearest (paper) | linear (ablation)
 parallel_langs=true        # fine-tune/decode the languages of one (λ, seed) at once, one process each
 threads=1                  # torch threads per training process (1: several run at once; 2 threads on a
                            # busy 2-core machine made each step several times slower)
 text_layer=-1      # hidden-state index of the text model
+n_pretrain=100000  # speech-model pretraining utterances per language, all 7 languages (default: all)
 corpus_seed=1
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--langs 'de ru'] [--lambdas '0 0.5'] [--seeds '1 2']"
 

@@ -167,9 +167,9 @@ if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ]; then
   for name in teacher student_en distilxlsr nojump; do
     case $name in student_en|distilxlsr) ss=$seeds ;; *) ss=$ref_seeds ;; esac
     for seed in $ss; do
-      done_sets=0
-      for f in $ft_sets; do [ -f exp/ft_$name/seed$seed/$f/decode_test/score.json ] && done_sets=$((done_sets + 1)); done
-      if [ "$done_sets" -eq "$(echo $ft_sets | wc -w)" ]; then
+      missing=
+      for f in $ft_sets; do [ -f exp/ft_$name/seed$seed/$f/decode_test/score.json ] || missing=$f; done
+      if [ -z "$missing" ]; then
         log "stage 10: exp/ft_$name/seed$seed already scored, skipped (delete it to redo)"; continue
       fi
       log "stage 10: fine-tune exp/$name/model ($ft_mode: $ft_sets; seed $seed) -> exp/ft_$name/seed$seed"
