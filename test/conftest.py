@@ -14,6 +14,8 @@ CLUSTER = Path(__file__).resolve().parents[1] / "utils" / "slurm_local_cluster.s
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# exact-equality tests (accumulation, resume, DDP) need fp32; bf16 is tested where asked for explicitly
+os.environ.setdefault("SPEECHKD_PRECISION", "fp32")
 
 
 def _tone(sr: int, seconds: float, freq: float, rng: np.random.Generator) -> np.ndarray:

@@ -57,7 +57,11 @@ DEFAULTS: dict = {
         "name": "mini_espeak",
         "languages": ["en", "de", "es", "it", "ru", "pl", "ga"],
         "sample_rate": 16000,
-        "text": {"min_words": 3, "max_words": 14},
+        # skip: leave out the first N shuffled sentences of each language (those the recipes' corpora take,
+        # made with the same seed and filter), so an unlabelled pool never speaks a recipe's dev/test text;
+        # fill: where a language has too few sentences left, "words" adds word sequences drawn from its
+        # vocabulary (the pool needs audio, not sentences), "repeat" reuses sentences
+        "text": {"min_words": 3, "max_words": 14, "skip": 0, "fill": "repeat"},
         # utterances per language per split; per-language entries override "default"
         "sizes": {"default": {"train": 300, "dev": 100, "test": 100}},
         # voice variants per split (disjoint between train and dev/test); speakers = variant x pitch x rate
@@ -133,15 +137,39 @@ def split_sentences(sents: Sequence[str], sizes: Dict[str, int], lang: str) -> D
     return out
 
 
+def word_sequences(sents: Sequence[str], n: int, min_words: int, max_words: int,
+                   rng: random.Random) -> List[str]:
+    """``n`` pseudo-sentences of ``min_words..max_words`` words drawn from the words of ``sents``."""
+    vocab = sorted({w for s in sents for w in normalize_text(s).split()})
+    if not vocab:
+        raise ConfigError("no words to draw pseudo-sentences from")
+    return [" ".join(rng.choice(vocab) for _ in range(rng.randint(min_words, max_words))) + "."
+            for _ in range(n)]
+
+
 def plan_corpus(cfg: dict, seed: int) -> List[dict]:
     """The list of utterances to make (sorted by utt id): dicts with utt, spk, lang, split, sentence,
     voice, pitch, rate."""
     jobs = []
+    tcfg = cfg["text"]
     for lang in cfg["languages"]:
         rng = random.Random(f"{seed}:{lang}")
-        pool = load_sentences(lang, cfg["text"]["min_words"], cfg["text"]["max_words"])
+        all_sents = load_sentences(lang, tcfg["min_words"], tcfg["max_words"])
+        pool = list(all_sents)
         rng.shuffle(pool)
         sizes = sizes_for(cfg, lang)
+        pool = pool[int(tcfg.get("skip") or 0):]
+        short = sum(sizes.values()) - len(pool)
+        if short > 0 and tcfg.get("fill", "repeat") == "words":
+            log.info("%s: %d sentences left after skip %s; adding %d word sequences from its vocabulary",
+                     lang, len(pool), tcfg.get("skip") or 0, short)
+            pool += word_sequences(all_sents, short, tcfg["min_words"], tcfg["max_words"],
+                                   random.Random(f"{seed}:{lang}:words"))
+        elif tcfg.get("fill", "repeat") not in ("words", "repeat"):
+            raise ConfigError(f"corpus.text.fill must be words or repeat, got '{tcfg.get('fill')}'")
+        if not pool:
+            raise ConfigError(f"corpus.text.skip={tcfg.get('skip')} leaves no sentence for '{lang}' "
+                              "(set corpus.text.fill: words)")
         by_split = split_sentences(pool, sizes, lang)
         speakers = plan_speakers(cfg, lang, rng)
         for split in SPLITS:

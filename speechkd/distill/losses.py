@@ -79,6 +79,7 @@ def l1_loss(pred: torch.Tensor, target: torch.Tensor, padding_mask: Optional[tor
     Returns:
         scalar ``Σ_valid |pred − target| / (N_valid · D)``.
     """
+    pred, target = pred.float(), target.float()   # fp32 under bf16/fp16 autocast
     m = valid_mask(pred, padding_mask, lengths)
     return _masked_frame_mean((pred - target).abs().mean(-1), m)
 
@@ -90,6 +91,7 @@ def cosine_loss(pred: torch.Tensor, target: torch.Tensor, padding_mask: Optional
     Args:
         pred, target: (B, T, D).
     """
+    pred, target = pred.float(), target.float()
     m = valid_mask(pred, padding_mask, lengths)
     cos = F.cosine_similarity(pred, target, dim=-1, eps=eps)
     return _masked_frame_mean(-F.logsigmoid(cos), m)
@@ -135,7 +137,7 @@ def codebook_logits(proj: torch.Tensor, codebook: torch.Tensor, tau: float = 0.1
     Returns:
         (B, T, K) logits.
     """
-    return F.normalize(proj, dim=-1) @ F.normalize(codebook, dim=-1).t() / tau
+    return F.normalize(proj.float(), dim=-1) @ F.normalize(codebook.float(), dim=-1).t() / tau
 
 
 def kl_div_loss(teacher_logits: torch.Tensor, student_logits: torch.Tensor,
@@ -147,6 +149,7 @@ def kl_div_loss(teacher_logits: torch.Tensor, student_logits: torch.Tensor,
         teacher_logits, student_logits: (B, T, K). The teacher side is not detached here; callers
             pass teacher outputs computed under ``torch.no_grad()``.
     """
+    teacher_logits, student_logits = teacher_logits.float(), student_logits.float()
     m = valid_mask(student_logits, padding_mask, lengths)
     log_pt = F.log_softmax(teacher_logits / teacher_temperature, dim=-1)
     log_ps = F.log_softmax(student_logits, dim=-1)

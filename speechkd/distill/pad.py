@@ -166,6 +166,7 @@ def unit_distance(x: torch.Tensor, y: torch.Tensor, metric: str, temperature: fl
 
     For ``infonce`` the rows of y other than the matching one are the negatives.
     """
+    x, y = x.float(), y.float()   # fp32 under bf16/fp16 autocast
     if metric == "mse":
         return ((x - y) ** 2).mean(-1)
     if metric == "cosine":

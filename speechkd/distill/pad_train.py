@@ -476,7 +476,7 @@ class IntentTask(nn.Module):
     def forward(self, batch):
         logits = self.model(batch["x"], batch["x_lengths"])
         y = torch.tensor([self.index[i] for i in batch["intent"]], device=logits.device)
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits.float(), y)
         acc = float((logits.argmax(-1) == y).float().mean())
         return loss, {"acc": 100.0 * acc}
 
@@ -489,7 +489,7 @@ def _validate_intent(task, loader) -> Dict[str, float]:
     for batch in loader:
         logits = task.model(batch["x"].to(dev), batch["x_lengths"].to(dev))
         y = torch.tensor([task.index.get(i, -100) for i in batch["intent"]], device=dev)
-        loss += float(F.cross_entropy(logits, y, reduction="sum", ignore_index=-100))
+        loss += float(F.cross_entropy(logits.float(), y, reduction="sum", ignore_index=-100))
         correct += float((logits.argmax(-1) == y).sum())
         n += len(y)
     task.train()

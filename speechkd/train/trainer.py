@@ -50,6 +50,7 @@ import torch.nn as nn
 
 from ..utils.config import merge, save_config
 from ..utils.errors import ConfigError, SpeechkdError
+from .precision import autocast, resolve_precision
 
 log = logging.getLogger("speechkd")
 
@@ -60,7 +61,8 @@ TRAIN_DEFAULTS: Dict = {
     "max_epochs": None,         # epochs (whichever ends first when both are set)
     "accum_grad": 1,
     "grad_clip": 5.0,           # max grad norm; null/0 = off
-    "amp": "auto",              # auto (bf16/fp16 on CUDA, off on CPU) | none | bf16 | fp16
+    "precision": "auto",        # auto (bf16 where the CPU/GPU has bf16 units, else fp16 on GPU / fp32) | fp32 | bf16 | fp16
+    "amp": None,                # deprecated alias of precision (none = fp32); overrides it when set
     "device": "auto",           # auto | cpu | cuda
     "log_interval": 10,
     "valid_interval": 0,        # steps; 0 = only at the end
@@ -250,14 +252,13 @@ class Trainer:
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=bool(self.tcfg["find_unused_parameters"]))
 
-        # --- AMP
-        amp = str(self.tcfg["amp"]).lower()
-        if amp == "auto":
-            amp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if self.device.type == "cuda" else "none"
-        if amp not in ("none", "bf16", "fp16"):
-            raise ConfigError(f"train.amp must be auto, none, bf16 or fp16, got '{amp}'")
-        self.amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=(amp == "fp16"))
+        # --- precision (autocast); losses cast to fp32 themselves
+        prec = self.tcfg["precision"] if self.tcfg["amp"] in (None, "auto") else self.tcfg["amp"]
+        try:
+            self.precision, self.amp_dtype = resolve_precision(prec, self.device, quiet=not self.is_main)
+        except ValueError as e:
+            raise ConfigError(f"train.precision: {e}") from None
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=(self.precision == "fp16"))
 
         self.step = 0           # optimizer steps done
         self.epoch = 0          # current epoch (0-based)
@@ -425,9 +426,7 @@ class Trainer:
         return metrics
 
     def _autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return autocast(self.device, self.amp_dtype)
 
     def _maybe_validate(self, valid_loader, valid_fn) -> Optional[Dict[str, float]]:
         if valid_loader is None and valid_fn is None:
@@ -512,10 +511,10 @@ class Trainer:
             return metrics
         if self.is_main:
             self.exp_dir.mkdir(parents=True, exist_ok=True)
-            log.info("training %s: %d steps, %d batches/epoch, %d trainable params, device %s, amp %s",
+            log.info("training %s: %d steps, %d batches/epoch, %d trainable params, device %s, precision %s",
                      type(self.model).__name__, total, n_batches,
                      sum(p.numel() for p in self.model.parameters() if p.requires_grad), self.device,
-                     self.amp_dtype)
+                     self.precision)
         from tqdm import tqdm
 
         bar = tqdm(total=total, initial=self.step, disable=not (self.is_main and self.tcfg["progress"]),
