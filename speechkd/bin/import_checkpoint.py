@@ -8,6 +8,8 @@ Usage:
 
 --format auto picks "hf" for a directory with config.json and "fairseq" for a file.
 --kind auto keeps a CTC head when the source has one (HF *ForCTC, fairseq fine-tuned w2v_encoder).
+A fairseq .pt is read without running code from it (weights-only load + argparse/omegaconf/numpy classes);
+one that pickles anything else is refused, naming the global, unless --trust-checkpoint is given.
 """
 from __future__ import annotations
 
@@ -28,11 +30,17 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output checkpoint directory")
     p.add_argument("--format", default="auto", choices=["auto", "hf", "fairseq"])
     p.add_argument("--kind", default="auto", choices=["auto", "ssl", "ctc"])
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow full unpickling of a fairseq .pt that needs more than the safe classes "
+                        "(argparse.Namespace, omegaconf, numpy): it can run arbitrary code, so only for "
+                        "files from a trusted source")
     return p
 
 
-def import_checkpoint(src, out, fmt: str = "auto", kind: str = "auto"):
-    """Import ``src`` and save it as a speechkd checkpoint in ``out``; returns the model."""
+def import_checkpoint(src, out, fmt: str = "auto", kind: str = "auto", trust: bool = False):
+    """Import ``src`` and save it as a speechkd checkpoint in ``out``; returns the model.
+
+    ``trust``: fully unpickle a fairseq file that a weights-only load refuses (trusted files only)."""
     from speechkd.models.checkpoint import save_checkpoint
     src = Path(src)
     if not src.exists():
@@ -44,7 +52,7 @@ def import_checkpoint(src, out, fmt: str = "auto", kind: str = "auto"):
         model = import_huggingface(src, kind=kind)
     else:
         from speechkd.models.convert.import_fairseq import import_fairseq
-        model = import_fairseq(src, kind=kind)
+        model = import_fairseq(src, kind=kind, trust=trust)
     config = {"model": model.model_config(), "source": {"path": str(src), "format": fmt}}
     save_checkpoint(out, model, config)
     n = sum(p.numel() for p in model.parameters())
@@ -54,7 +62,7 @@ def import_checkpoint(src, out, fmt: str = "auto", kind: str = "auto"):
 
 def _main(argv=None):
     args = parse_args(get_parser(), argv, allow_overrides=False)
-    import_checkpoint(args.src, args.out, args.format, args.kind)
+    import_checkpoint(args.src, args.out, args.format, args.kind, trust=args.trust_checkpoint)
 
 
 def main(argv=None):

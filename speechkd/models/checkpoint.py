@@ -138,18 +138,25 @@ def load_checkpoint(ckpt_dir, map_location="cpu"):
     if "model" not in config:
         raise ConfigError(f"{cfg_path}: no 'model' section")
     model = build_model(config["model"])
-    try:
-        state = torch.load(model_path, map_location=map_location, weights_only=True)
-    except Exception as e:  # corrupt or truncated file
-        raise ConfigError(f"{model_path}: cannot read state dict: {e}") from None
+    state = load_state_file(model_path, map_location=map_location)
     load_state_dict_checked(model, state, ckpt_dir)
     model.eval()
     return model, config
 
 
-def load_train_state(ckpt_dir, map_location="cpu") -> Optional[dict]:
-    """``train_state.pt`` of a checkpoint directory, or None when absent."""
+def load_state_file(path, map_location="cpu", trust: bool = False):
+    """A ``model.pt`` / ``train_state.pt`` written here, loaded with ``weights_only=True`` (no code runs).
+
+    Legacy train states holding numpy RNG arrays still load (numpy arrays are allowed); anything else
+    outside tensors and plain containers is a one-line ConfigError unless ``trust`` (full unpickling).
+    """
+    from ..utils.safe_load import numpy_safe_globals, safe_torch_load
+    return safe_torch_load(path, trust=trust, allowed=numpy_safe_globals(), map_location=map_location)
+
+
+def load_train_state(ckpt_dir, map_location="cpu", trust: bool = False) -> Optional[dict]:
+    """``train_state.pt`` of a checkpoint directory (weights-only load), or None when absent."""
     path = Path(ckpt_dir) / "train_state.pt"
     if not path.exists():
         return None
-    return torch.load(path, map_location=map_location, weights_only=False)
+    return load_state_file(path, map_location=map_location, trust=trust)

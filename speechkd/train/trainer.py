@@ -48,6 +48,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..models.checkpoint import load_state_file, load_train_state
 from ..utils.config import merge, save_config
 from ..utils.errors import ConfigError, SpeechkdError
 from .precision import autocast, resolve_precision
@@ -111,15 +112,30 @@ def move_to(batch, device):
 
 
 def get_rng_state() -> Dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """All global RNG states as tensors and plain containers (so ``train_state.pt`` loads with
+    ``torch.load(weights_only=True)``: no numpy arrays, no pickled Python objects)."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
+                        "gauss": gauss},
+             "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                       "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: Dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Inverse of :func:`get_rng_state` (also accepts the legacy tuple / numpy-array form)."""
+    py, npst = state["python"], state["numpy"]
+    if isinstance(py, dict):
+        py = (py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"])
+    random.setstate(py)
+    if isinstance(npst, dict):
+        npst = (npst["kind"], np.asarray(npst["keys"].numpy(), dtype=np.uint32), npst["pos"],
+                npst["has_gauss"], npst["cached_gaussian"])
+    np.random.set_state(npst)
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -340,8 +356,8 @@ class Trainer:
         if not ckpts:
             return False
         path = ckpts[-1]
-        st = torch.load(path / "train_state.pt", map_location="cpu", weights_only=False)
-        model_state = st.get("full_model") or torch.load(path / "model.pt", map_location="cpu")
+        st = load_train_state(path)
+        model_state = st.get("full_model") or load_state_file(path / "model.pt")
         try:
             self.model.load_state_dict(model_state)
         except RuntimeError as e:

@@ -3,7 +3,9 @@
 Handles pretrained models (``Wav2Vec2Model``, ``HubertModel``, with HuBERT's ``final_proj`` and
 ``label_embs_concat`` -> :class:`~speechkd.models.ssl.HubertHead`) and CTC fine-tuned ones
 (``w2v_encoder.w2v_model.*`` + ``w2v_encoder.proj`` -> :class:`~speechkd.models.ctc.CTCModel`).
-fairseq itself is not needed, except to unpickle checkpoints whose config holds fairseq objects.
+fairseq itself is not needed. Files are read with ``weights_only=True`` plus a few safe classes
+(argparse.Namespace, omegaconf containers, numpy arrays); a checkpoint that pickles other objects (e.g.
+fairseq's own) is refused unless ``trust=True`` / ``--trust-checkpoint`` (and then may need fairseq).
 
 Example::
 
@@ -140,17 +142,25 @@ def fairseq_cfg_to_ssl(m: dict, where) -> SSLConfig:
         final_dim=final_dim, logit_temp=float(m.get("logit_temp", 0.1)), arch=arch)
 
 
-def load_fairseq_file(path) -> dict:
+def fairseq_safe_globals() -> list:
+    """Classes a fairseq checkpoint may hold that are safe to rebuild: its ``args`` (argparse.Namespace),
+    omegaconf ``cfg`` containers and nodes (when omegaconf is installed), numpy arrays and scalars."""
+    from ...utils.safe_load import numpy_safe_globals, omegaconf_safe_globals
+    return [argparse.Namespace, *omegaconf_safe_globals(), *numpy_safe_globals()]
+
+
+def load_fairseq_file(path, trust: bool = False) -> dict:
+    """Read a fairseq ``.pt`` with ``weights_only=True`` and :func:`fairseq_safe_globals`.
+
+    Anything else in the pickle (e.g. fairseq's own classes, or a hostile ``__reduce__``) is refused with a
+    one-line ConfigError naming the file and the global; ``trust=True`` unpickles it fully (legacy files
+    from a trusted source only: unpickling can run arbitrary code).
+    """
+    from ...utils.safe_load import safe_torch_load
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such checkpoint file")
-    try:
-        # fairseq checkpoints pickle their config (argparse.Namespace / plain dicts): trusted local files only
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except ModuleNotFoundError as e:
-        raise ConfigError(f"{path}: unpickling needs module '{e.name}' (install it to import this checkpoint)") from None
-    except Exception as e:
-        raise ConfigError(f"{path}: cannot read checkpoint: {e}") from None
+    ckpt = safe_torch_load(path, trust=trust, allowed=fairseq_safe_globals())
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise ConfigError(f"{path}: not a fairseq checkpoint (expected a dict with a 'model' state dict)")
     return ckpt
@@ -169,10 +179,13 @@ def _convert_encoder(state: dict, where):
     return enc
 
 
-def import_fairseq(path, kind: str = "auto"):
-    """Load a fairseq checkpoint file into an SSLModel (``kind="ssl"``) or CTCModel (``"ctc"``)."""
+def import_fairseq(path, kind: str = "auto", trust: bool = False):
+    """Load a fairseq checkpoint file into an SSLModel (``kind="ssl"``) or CTCModel (``"ctc"``).
+
+    ``trust=True`` allows full unpickling of a file that needs more than :func:`fairseq_safe_globals`.
+    """
     path = Path(path)
-    ckpt = load_fairseq_file(path)
+    ckpt = load_fairseq_file(path, trust=trust)
     state = ckpt["model"]
     m = fairseq_model_cfg(ckpt, path)
     finetuned = any(k.startswith("w2v_encoder.") for k in state)
