@@ -123,7 +123,7 @@ def make_inference_dataset(m: CTCInference, data_dir, utts: Optional[Sequence[st
 def iter_log_probs(m: CTCInference, data_dir, utts: Optional[Sequence[str]] = None, batch_seconds: float = 60.0,
                    progress: bool = True, desc: str = "decode") -> Iterator[Tuple[List[str], Tensor, Tensor]]:
     """Yield ``(utts, log_probs (B, T', V) float32 CPU, out_lengths (B,))`` in length-sorted batches."""
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
 
     from ..data.collate import collate
     from ..data.sampler import make_batches
@@ -131,7 +131,7 @@ def iter_log_probs(m: CTCInference, data_dir, utts: Optional[Sequence[str]] = No
     ds = make_inference_dataset(m, data_dir, utts)
     per_sec = 100 if m.frontend == "fbank" else m.sample_rate
     batches = make_batches(ds.lengths, max(1, int(batch_seconds * per_sec)))
-    bar = tqdm(total=len(ds), desc=desc, unit="utt", disable=not progress)
+    bar = progress_bar(total=len(ds), desc=desc, unit="utt", progress=progress)
     for idx in batches:
         batch = collate([ds[i] for i in idx])
         x, lens = batch["x"].to(m.device), batch["x_lengths"].to(m.device)

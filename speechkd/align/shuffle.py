@@ -135,7 +135,7 @@ def shuffle_datadir(data_dir, ctm_path, out_dir, wav_dir, seed: int = 1, across_
     ``phones.ctm`` (the pieces' new times; consecutive entries overlap by the cross-fade). Utterances without CTM entries are dropped (counted).
     Returns ``{"utts": n_written, "dropped": n_dropped}``.
     """
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
 
     from ..data.audio import iter_data_audio, write_wav
     from ..data.datadir import DataDir, write_datadir
@@ -158,7 +158,7 @@ def shuffle_datadir(data_dir, ctm_path, out_dir, wav_dir, seed: int = 1, across_
     results: Dict[str, Tuple[np.ndarray, List[CTMEntry]]] = {}
     entries = {"wav.scp": {}, "utt2spk": {}, "utt2dur": {}, "phones": {}, "text": {}}
     new_ctm: Dict[str, List[CTMEntry]] = {}
-    bar = tqdm(total=len(keep), desc="shuffle phones", unit="utt", disable=not progress)
+    bar = progress_bar(total=len(keep), desc="shuffle phones", unit="utt", progress=progress)
     for key in sorted(groups):
         utts = groups[key]
         audio = dict(iter_data_audio(data_dir, sample_rate, utts=utts))

@@ -134,7 +134,7 @@ def params_summary(models: dict) -> dict:
 def _main(argv=None):
     args = parse_args(get_parser(), argv, allow_overrides=False)
     import torch
-    from tqdm import tqdm
+    from speechkd.utils.progress import progress as progress_bar
 
     from speechkd.data.datadir import DataDir, write_kv
     from speechkd.data.dataset import FeatsDataset
@@ -161,7 +161,7 @@ def _main(argv=None):
     audio = 0.0
     t0 = time.time()
     with torch.no_grad():                  # (not set_grad_enabled: main() may run inside another program)
-        for i in tqdm(range(len(ds)), desc="decode", disable=args.no_progress):
+        for i in progress_bar(range(len(ds)), desc="decode", progress=not args.no_progress):
             utt = ds.utts[i]
             model, tok, cmvn = loaded[route[utt]]
             x = torch.from_numpy(ds._read(utt).copy()).float()

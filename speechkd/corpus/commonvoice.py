@@ -86,7 +86,7 @@ def read_tsv(tsv, lang: str, clips: Path, audio: str = "path", sample_rate: int 
 
     ``speakers`` (prefix -> full client_id) is shared between calls to detect prefix collisions.
     """
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
 
     tsv = Path(tsv)
     speakers = {} if speakers is None else speakers
@@ -101,7 +101,7 @@ def read_tsv(tsv, lang: str, clips: Path, audio: str = "path", sample_rate: int 
             raise DataError(tsv, 1, f"header lacks column(s) {', '.join(missing or REQUIRED_COLUMNS)} "
                             f"(got: {' '.join(header)})")
         col = {c: header.index(c) for c in REQUIRED_COLUMNS}
-        for n, line in enumerate(tqdm(f, desc=f"{tsv.parent.name}/{tsv.name}", unit="utt",
+        for n, line in enumerate(progress_bar(f, desc=f"{tsv.parent.name}/{tsv.name}", unit="utt",
                                       mininterval=2.0), 2):
             line = line.rstrip("\r\n")
             if not line.strip():

@@ -51,7 +51,7 @@ def intent_of(action: str, obj: str, location: str) -> str:
 
 def read_csv(path: Path, root: Path, normalize: bool = False, check_audio: bool = True) -> Dict[str, Dict[str, str]]:
     """Entries of one ``<split>_data.csv``; DataError(file, line) on a malformed row."""
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
 
     entries = new_entries("wav.scp", "text", "utt2spk", "utt2lang", "utt2intent")
     root = Path(root).resolve()
@@ -62,7 +62,7 @@ def read_csv(path: Path, root: Path, normalize: bool = False, check_audio: bool 
         if missing:
             raise DataError(path, 1, f"header lacks column(s) {', '.join(missing)}")
         col = {c: header.index(c) for c in COLUMNS}
-        for row in tqdm(reader, desc=path.name, unit="utt", mininterval=2.0):
+        for row in progress_bar(reader, desc=path.name, unit="utt", mininterval=2.0):
             n = reader.line_num
             if not row or not any(x.strip() for x in row):
                 continue

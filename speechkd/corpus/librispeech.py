@@ -50,11 +50,11 @@ def read_trans_dirs(roots: Iterable[Path], lowercase: bool = False, check_audio:
     Each line must be ``<spk>-<chapter>-<utt> TEXT`` with the id matching the file's name, non-empty
     text and (with ``check_audio``) an existing ``<id>.flac`` beside it; otherwise DataError(file, line).
     """
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
 
     files = [f for r in roots for f in _trans_files(Path(r))]
     entries = new_entries("wav.scp", "text", "utt2spk", "utt2lang")
-    for tf in tqdm(files, desc=desc, unit="chapter", disable=len(files) < 50):
+    for tf in progress_bar(files, desc=desc, unit="chapter", progress=len(files) >= 50):
         prefix = tf.name[: -len(".trans.txt")]
         chapter_dir = tf.parent.resolve()
         with open(tf, encoding="utf-8") as f:

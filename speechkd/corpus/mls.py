@@ -59,7 +59,7 @@ def find_language_dirs(src) -> Dict[str, Path]:
 
 def read_transcripts(split_dir: Path, code: str, check_audio: bool = True) -> Dict[str, Dict[str, str]]:
     """Entries of one ``<split>/transcripts.txt``; DataError(file, line) on a malformed line."""
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
 
     tf = split_dir / "transcripts.txt"
     if not tf.is_file():
@@ -68,7 +68,7 @@ def read_transcripts(split_dir: Path, code: str, check_audio: bool = True) -> Di
     entries = new_entries("wav.scp", "text", "utt2spk", "utt2lang")
     audio_root = (split_dir / "audio").resolve()
     with open(tf, encoding="utf-8") as f:
-        for n, line in enumerate(tqdm(f, desc=f"{split_dir.parent.name}/{split_dir.name}", unit="utt",
+        for n, line in enumerate(progress_bar(f, desc=f"{split_dir.parent.name}/{split_dir.name}", unit="utt",
                                       mininterval=2.0), 1):
             line = line.rstrip("\r\n")
             if not line.strip():

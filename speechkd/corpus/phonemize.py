@@ -116,7 +116,7 @@ def phonemize_datadir(data_dir, out_name: str = "phones", default_lang: Optional
     Returns ``{utt: "p1 p2 ..."}``. An utterance whose phone list comes out empty is a DataError naming
     the text line.
     """
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
 
     d = DataDir(data_dir)
     text = d.read("text")
@@ -133,7 +133,7 @@ def phonemize_datadir(data_dir, out_name: str = "phones", default_lang: Optional
             raise DataError(d.file("utt2lang"), None, f"utterance '{u}' of text has no language")
         by_lang.setdefault(utt2lang[u], []).append(u)
     result: Dict[str, str] = {}
-    for lang, utts in tqdm(sorted(by_lang.items()), desc="phonemize", unit="lang"):
+    for lang, utts in progress_bar(sorted(by_lang.items()), desc="phonemize", unit="lang"):
         for u, phones in zip(utts, phonemize_texts([text[u] for u in utts], lang)):
             if not phones:
                 raise DataError(d.file("text"), lines[u], f"'{u}': no phones for '{text[u]}' ({lang})")

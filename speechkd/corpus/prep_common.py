@@ -90,15 +90,15 @@ def write_utt2dur(data_dir) -> Dict[str, str]:
     be read is a DataError naming the wav.scp line.
     """
     import soundfile as sf
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
 
     from ..data.audio import load_audio
 
     d = DataDir(data_dir)
     wavs = d.read("wav.scp")
     out: Dict[str, str] = {}
-    for n, (utt, spec) in enumerate(tqdm(wavs.items(), desc=f"utt2dur {d.path.name}", unit="utt",
-                                         disable=len(wavs) < 200), 1):
+    for n, (utt, spec) in enumerate(progress_bar(wavs.items(), desc=f"utt2dur {d.path.name}", unit="utt",
+                                         progress=len(wavs) >= 200), 1):
         try:
             if spec.rstrip().endswith("|"):
                 dur = len(load_audio(spec, 16000, where=f"{d.file('wav.scp')}:{n} ({utt})")) / 16000

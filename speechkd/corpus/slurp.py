@@ -81,13 +81,13 @@ def session_of(fname: str) -> str:
 def read_jsonl(path: Path, audio_dir: Path, speakers: Dict[str, str], synthetic: bool = False,
                normalize: bool = False, check_audio: bool = True) -> Dict[str, Dict[str, str]]:
     """Entries of one SLURP jsonl; DataError(file, line) on bad JSON or a missing field."""
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
 
     entries = new_entries("wav.scp", "text", "utt2spk", "utt2lang", "utt2intent")
     dups = 0
     audio_dir = Path(audio_dir).resolve()
     with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(tqdm(f, desc=path.name, unit="rec", mininterval=2.0), 1):
+        for n, line in enumerate(progress_bar(f, desc=path.name, unit="rec", mininterval=2.0), 1):
             if not line.strip():
                 continue
             try:

@@ -278,7 +278,7 @@ def augment_datadir(data_dir, out_dir, wav_dir, speeds: Sequence[float] = (1.0,)
 
     Returns the new :class:`DataDir` (validated). See the module docstring for what is produced.
     """
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
 
     cfg = AugmentConfig(tuple(float(s) for s in speeds), None if noise_snr is None else
                         tuple(float(x) for x in noise_snr), float(noise_prob), tuple(noise_types),
@@ -303,7 +303,7 @@ def augment_datadir(data_dir, out_dir, wav_dir, speeds: Sequence[float] = (1.0,)
             pool[utt] = load_audio(spec, cfg.sample_rate, where=where, start=start, end=end)
 
     results: List[Tuple[str, str, float, str]] = []
-    bar = tqdm(total=len(jobs), desc="augment", disable=not progress)
+    bar = progress_bar(total=len(jobs), desc="augment", progress=progress)
     if nj <= 1:
         _init_worker(pool)
         for job in jobs:

@@ -117,11 +117,11 @@ class TextStates:
         return blob["states"]
 
     def _encode_all(self) -> Dict[str, Tensor]:
-        from tqdm import tqdm
+        from ..utils.progress import progress as progress_bar
 
         utts = list(self.texts)
         out: Dict[str, Tensor] = {}
-        for i in tqdm(range(0, len(utts), self.batch_size), desc="L2S text states", leave=False):
+        for i in progress_bar(range(0, len(utts), self.batch_size), desc="L2S text states", leave=False):
             chunk = utts[i:i + self.batch_size]
             for u, h in zip(chunk, self._encode([self.texts[u] for u in chunk])):
                 out[u] = h.float().contiguous()

@@ -285,10 +285,10 @@ def build_unit_table(data_dir, text_model, granularities: Sequence[str], frame_r
     utts = [u for u in nframes if u in texts]
     if len(utts) < len(nframes):
         log.warning("%s: %d utterances without a transcript skipped", data_dir, len(nframes) - len(utts))
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
 
     tus = []
-    for i in tqdm(range(0, len(utts), 64), desc="text units", leave=False):
+    for i in progress_bar(range(0, len(utts), 64), desc="text units", leave=False):
         tus += encode_text_units(tok, enc, [texts[u] for u in utts[i:i + 64]], text_layer)
     enc_frames = subsampling(torch.tensor([nframes[u] for u in utts]))
     table = {}

@@ -134,7 +134,7 @@ class GlobalCMVN(nn.Module):
 def compute_cmvn_from_scp(feats_scp, std_floor: float = 1e-5, progress: bool = True) -> GlobalCMVN:
     """Accumulate global CMVN over every matrix of a ``feats.scp``; raises DataError on NaN/inf or bad dims."""
     import kaldiio
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
 
     feats_scp = Path(feats_scp)
     if not feats_scp.exists():
@@ -142,7 +142,7 @@ def compute_cmvn_from_scp(feats_scp, std_floor: float = 1e-5, progress: bool = T
     keys = [ln.split(maxsplit=1)[0] for ln in open(feats_scp, encoding="utf-8") if ln.strip()]
     cmvn = GlobalCMVN(std_floor=std_floor)
     reader = kaldiio.load_scp_sequential(str(feats_scp))
-    for n, (utt, mat) in enumerate(tqdm(reader, total=len(keys), desc="cmvn", disable=not progress), 1):
+    for n, (utt, mat) in enumerate(progress_bar(reader, total=len(keys), desc="cmvn", progress=progress), 1):
         mat = np.asarray(mat)
         if mat.ndim != 2:
             raise DataError(feats_scp, n, f"'{utt}': expected a (T, F) matrix, got shape {mat.shape}")

@@ -96,7 +96,7 @@ def extract_features(data_dir, out_dir, kind: str = "fbank", opts: Optional[dict
     non-finite features.
     """
     import kaldiio
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
 
     o = _full_opts(kind, opts)
     d = DataDir(data_dir)
@@ -115,7 +115,7 @@ def extract_features(data_dir, out_dir, kind: str = "fbank", opts: Optional[dict
         scp_lines, nf_lines = [], []
         with open(tmps[0], "wb") as f:
             it = iter_data_audio(d.path, target_sr=int(o["sample_rate"]), utts=utts)
-            for utt, wav in tqdm(it, total=total, desc=f"{kind} {name}", disable=not progress):
+            for utt, wav in progress_bar(it, total=total, desc=f"{kind} {name}", progress=progress):
                 feats = compute_utterance(wav, kind, o, utt)
                 if feats.shape[0] == 0:
                     raise DataError(where, line_of.get(utt), f"utterance '{utt}': {len(wav)} samples is shorter than one "

@@ -20,7 +20,7 @@ from typing import Callable, Dict, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
+from ..utils.progress import progress as progress_bar
 
 from .masks import apply_masks, get_weight, prunable_names, sparsity_report
 
@@ -111,7 +111,7 @@ def iterative_magnitude_pruning(model: nn.Module, target: float, steps: int,
     """
     masks = prev_masks
     names = list(names or prunable_names(model, exclude=exclude))
-    for i, s in enumerate(tqdm(sparsity_schedule(target, steps, schedule), desc="prune", leave=False)):
+    for i, s in enumerate(progress_bar(sparsity_schedule(target, steps, schedule), desc="prune", leave=False)):
         masks = magnitude_masks(model, s, scope=scope, names=names, prev_masks=masks)
         apply_masks(model, masks)
         log.info("prune round %d: sparsity %.4f (target %.4f)", i + 1,

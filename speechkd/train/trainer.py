@@ -531,9 +531,9 @@ class Trainer:
                      type(self.model).__name__, total, n_batches,
                      sum(p.numel() for p in self.model.parameters() if p.requires_grad), self.device,
                      self.precision)
-        from tqdm import tqdm
+        from ..utils.progress import progress as progress_bar
 
-        bar = tqdm(total=total, initial=self.step, disable=not (self.is_main and self.tcfg["progress"]),
+        bar = progress_bar(total=total, initial=self.step, progress=self.is_main and bool(self.tcfg["progress"]),
                    dynamic_ncols=True, desc="train")
         self.model.train()
         acc_stats: Dict[str, float] = {}
