@@ -5,7 +5,8 @@
 #   SPEECHKD_NO_APT=1 tools/setup.sh   # never call apt-get (non-root users); pip-only espeak route
 #
 # What it does:
-#   1. Debian packages espeak-ng (libespeak-ng1) and the fortunes-* text packages the mini corpus reads.
+#   1. Debian packages espeak-ng (libespeak-ng1), the fortunes-* text packages the mini corpus reads, and the
+#      man pages (manpages-*) and Irish catalogues (libreoffice-l10n-ga) of the zoo text teacher's text pool.
 #      Without root it prints the exact apt-get command and falls back to the pip package
 #      espeakng-loader (ships libespeak-ng and its data), which speechkd finds by itself.
 #   2. tools/venv (python -m venv) with torch==2.13.0 when no torch is importable, then
@@ -15,7 +16,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${SPEECHKD_VENV:-$root/tools/venv}
 python=${PYTHON:-python3}
-apt_pkgs="espeak-ng libespeak-ng1 fortunes fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl fortunes-cs fortunes-ga"
+apt_pkgs="espeak-ng libespeak-ng1 fortunes fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-pl fortunes-cs fortunes-ga manpages manpages-de manpages-de-dev manpages-es manpages-es-dev manpages-it manpages-it-dev manpages-ru manpages-ru-dev manpages-pl manpages-pl-dev libreoffice-l10n-ga"
 stamp=$venv/.speechkd_ok
 want=$( (cat "$root/tools/requirements.txt" "$root/setup.py" "$root/tools/setup.sh"; ls "$root/speechkd/bin") | sha1sum | cut -c1-16)
 

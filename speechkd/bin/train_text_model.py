@@ -10,9 +10,13 @@ Usage::
     speechkd-train-text-model --config conf/text_lm.yaml --text data/train/text --text data/dev/text \\
         --out exp/text_lm --text_lm.steps 100 --text_lm.d_model 64
 
+    # plain text, one sentence a line (e.g. the zoo's text pool, speechkd-make-text-pool)
+    speechkd-train-text-model --config conf/text_lm.yaml --lines data/text_pool/text --out exp/zoo/text_ml
+
 Config (``text_lm:`` section, arguments of :func:`speechkd.models.text.train_mini_mlm`): vocab_size,
-n_layers, d_model, n_heads, ffn_dim, steps, batch_size, lr, max_length, mask_prob, seed. Writes
-``<out>/`` atomically (temp dir + rename) and ``<out>/train_log.json`` (MLM loss per step).
+n_layers, d_model, n_heads, ffn_dim, steps, batch_size, lr, max_length, mask_prob, seed, precision
+(auto|fp32|bf16; auto = bf16 autocast on a CPU with bf16 units, loss in fp32). Writes ``<out>/``
+atomically (temp dir + rename) and ``<out>/train_log.json`` (MLM loss per step, params, train seconds).
 """
 from __future__ import annotations
 
@@ -22,22 +26,24 @@ import logging
 import sys
 from pathlib import Path
 
-from ..models.text import read_text_file, train_mini_mlm
 from ..utils.cli import parse_args, run_main
 from ..utils.config import load_config, save_config
+from ..utils.errors import ConfigError
 from ..utils.fileio import atomic_write_text
 
 log = logging.getLogger("speechkd")
 
 DEFAULTS = {"text_lm": {"vocab_size": 500, "n_layers": 2, "d_model": 128, "n_heads": 2, "ffn_dim": 512,
                         "steps": 300, "batch_size": 32, "lr": 1.0e-3, "max_length": 64, "mask_prob": 0.15,
-                        "seed": 0}}
+                        "seed": 0, "precision": "auto"}}
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML config with a text_lm section")
-    p.add_argument("--text", required=True, action="append", help="Kaldi text file (utt words...); repeatable")
+    p.add_argument("--text", action="append", default=[], help="Kaldi text file (utt words...); repeatable")
+    p.add_argument("--lines", action="append", default=[],
+                   help="plain text file, one text a line; repeatable (with or instead of --text)")
     p.add_argument("--out", required=True, help="output HF model directory")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -45,15 +51,25 @@ def get_parser() -> argparse.ArgumentParser:
 
 def _main(argv=None):
     args = parse_args(get_parser(), argv)
+    from ..models.text import read_text_file, train_mini_mlm
+
     cfg = load_config(args.config, args.overrides, defaults=DEFAULTS)
+    if not args.text and not args.lines:
+        raise ConfigError("give at least one --text or --lines file")
     texts = [t for path in args.text for t in read_text_file(path)]
-    log.info("training the mini text teacher on %d transcripts from %s", len(texts), ", ".join(args.text))
+    for path in args.lines:
+        if not Path(path).is_file():
+            raise ConfigError(f"--lines {path}: no such file")
+        with open(path, encoding="utf-8") as f:
+            texts += [line.strip() for line in f if line.strip()]
+    log.info("training the mini text teacher on %d texts from %s", len(texts), ", ".join(args.text + args.lines))
     result = train_mini_mlm(texts, args.out, progress=not args.no_progress, **cfg["text_lm"])
     out = Path(args.out)
     save_config(cfg, out / "train_config.yaml")
     losses = result["losses"]
     atomic_write_text(out / "train_log.json", json.dumps(
-        {"num_params": result["num_params"], "num_texts": len(texts), "losses": losses}) + "\n")
+        {"num_params": result["num_params"], "num_texts": len(texts), "train_seconds": result["train_seconds"],
+         "precision": result["precision"], "losses": losses}) + "\n")
     tail = losses[-10:]
     print(f"{out}: {result['num_params']} params, MLM loss {losses[0]:.3f} -> {sum(tail) / len(tail):.3f}")
     return 0
