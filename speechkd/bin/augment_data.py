@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..data.augment import NOISE_TYPES, augment_datadir
 from ..utils.cli import parse_args, run_main
 from ..utils.errors import ConfigError
 
@@ -35,6 +34,8 @@ def _floats(text: str, n=None, what="value"):
 
 
 def get_parser() -> argparse.ArgumentParser:
+    from ..data.augment import NOISE_TYPES  # numpy, no torch
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="source data dir")
     p.add_argument("--out", required=True, help="output data dir")
@@ -54,6 +55,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def _main(argv=None):
     args = parse_args(get_parser(), argv, allow_overrides=False)
+    from ..data.augment import augment_datadir
+
     augment_datadir(
         args.data, args.out, args.wav_dir, speeds=_floats(args.speed, what="--speed"),
         noise_snr=None if args.noise_snr is None else _floats(args.noise_snr, 2, "--noise-snr"),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..features.cmvn import compute_cmvn_from_scp
 from ..utils.cli import parse_args, run_main
 
 
@@ -24,6 +23,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def _main(argv=None):
     args = parse_args(get_parser(), argv, allow_overrides=False)
+    from ..features.cmvn import compute_cmvn_from_scp
+
     cmvn = compute_cmvn_from_scp(args.feats, std_floor=args.std_floor, progress=not args.no_progress)
     cmvn.save(args.out)
     return 0

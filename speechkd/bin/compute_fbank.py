@@ -17,9 +17,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
-from ..features.extract import DEFAULT_OPTS, extract_features, merge_feature_scps, read_utt_list
 from ..utils.cli import parse_args, run_main
 from ..utils.config import load_config
 
@@ -50,6 +47,10 @@ def get_parser() -> argparse.ArgumentParser:
 
 def _main(argv=None):
     args = parse_args(get_parser(), argv)
+    import torch
+
+    from ..features.extract import DEFAULT_OPTS, extract_features, merge_feature_scps, read_utt_list
+
     if args.merge:
         merge_feature_scps(args.data, args.out)
         return 0

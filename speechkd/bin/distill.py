@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..distill.train import DISTILL_DEFAULTS, distill
 from ..utils.cli import parse_args, run_main
 from ..utils.config import load_config
 
@@ -45,6 +44,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def _main(argv=None):
     args = parse_args(get_parser(), argv)
+    from ..distill.train import DISTILL_DEFAULTS, distill
+
     cfg = load_config(args.config, args.overrides, defaults=DISTILL_DEFAULTS)
     print(distill(cfg, args.teacher, args.train_data, args.valid_data, args.exp))
     return 0

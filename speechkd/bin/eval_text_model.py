@@ -15,8 +15,6 @@ import json
 import sys
 from pathlib import Path
 
-from ..models.text import read_text_file
-from ..models.text_eval import evaluate_mlm
 from ..utils.cli import parse_args, run_main
 from ..utils.errors import ConfigError
 from ..utils.fileio import atomic_write_text
@@ -36,6 +34,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 def _main(argv=None):
     args = parse_args(get_parser(), argv, allow_overrides=False)
+    from ..models.text import read_text_file
+    from ..models.text_eval import evaluate_mlm
+
     if not args.text and not args.lines:
         raise ConfigError("give at least one --text or --lines file")
     texts = [t for path in args.text for t in read_text_file(path)]

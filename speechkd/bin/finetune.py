@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..distill.l2s_train import L2S_FINETUNE_DEFAULTS, finetune_l2s
 from ..utils.cli import parse_args, run_main
 from ..utils.config import load_config
 
@@ -39,6 +38,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def _main(argv=None):
     args = parse_args(get_parser(), argv)
+    from ..distill.l2s_train import L2S_FINETUNE_DEFAULTS, finetune_l2s
+
     cfg = load_config(args.config, args.overrides, defaults=L2S_FINETUNE_DEFAULTS)
     out = finetune_l2s(cfg, args.train_data, args.valid_data, args.exp, token_dir=args.token_dir, init=args.init)
     print(out)

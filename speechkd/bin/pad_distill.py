@@ -38,9 +38,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv=None):
+    args = parse_args(get_parser(), argv)
     from ..distill.pad_train import PAD_DEFAULTS, distill_pad
 
-    args = parse_args(get_parser(), argv)
     cfg = load_config(args.config, args.overrides, defaults=PAD_DEFAULTS)
     print(distill_pad(cfg, args.train_data, args.init, args.text_model, args.exp, args.valid_data))
     return 0

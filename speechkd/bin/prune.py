@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..prune.train import TRANSDUCER_DEFAULTS, prune_transducer
 from ..utils.cli import parse_args, run_main
 from ..utils.config import load_config
 
@@ -39,6 +38,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def _main(argv=None):
     args = parse_args(get_parser(), argv)
+    from ..prune.train import TRANSDUCER_DEFAULTS, prune_transducer
+
     cfg = load_config(args.config, args.overrides, defaults=TRANSDUCER_DEFAULTS)
     prune_transducer(cfg, args.train_data, args.valid_data, args.exp, init=args.init, token_dir=args.token_dir,
                      languages=args.langs.split(",") if args.langs else None)

@@ -51,9 +51,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv=None):
+    args = parse_args(get_parser(), argv)
     from ..distill import pad_train
 
-    args = parse_args(get_parser(), argv)
     if args.cmd == "train":
         cfg = load_config(args.config, args.overrides, defaults=pad_train.INTENT_DEFAULTS)
         intents = None

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..prune.train import TRANSDUCER_DEFAULTS, load_masks_files, train_transducer
 from ..utils.cli import parse_args, run_main
 from ..utils.config import load_config
 from ..utils.errors import ConfigError
@@ -50,9 +49,11 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv=None):
+    args = parse_args(get_parser(), argv)
     import torch
 
-    args = parse_args(get_parser(), argv)
+    from ..prune.train import TRANSDUCER_DEFAULTS, load_masks_files, train_transducer
+
     cfg = load_config(args.config, args.overrides, defaults=TRANSDUCER_DEFAULTS)
     langs = args.langs.split(",") if args.langs else None
     masks = pathway_masks = None

@@ -179,7 +179,7 @@ def train_mini_mlm(texts: Sequence[str], out_dir, vocab_size: int = 500, n_layer
     import time
 
     from ..train.precision import autocast, resolve_precision
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
     from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
 
     out_dir = Path(out_dir)
@@ -206,7 +206,7 @@ def train_mini_mlm(texts: Sequence[str], out_dir, vocab_size: int = 500, n_layer
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))))
         losses = []
-        for _ in tqdm(range(steps), desc="mini MLM", disable=not progress):
+        for _ in progress_bar(range(steps), desc="mini MLM", progress=progress):
             batch_texts = [texts[rng.randrange(len(texts))] for _ in range(batch_size)]
             enc = tok(batch_texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length,
                       return_special_tokens_mask=True)

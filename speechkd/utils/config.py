@@ -15,13 +15,13 @@ import copy
 from pathlib import Path
 from typing import Any, Iterable
 
-import yaml
-
 from .errors import ConfigError
 from .fileio import atomic_open
 
 
 def load_yaml(path) -> dict:
+    import yaml  # imported where used: CLIs' --help stays fast
+
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
@@ -38,6 +38,8 @@ def load_yaml(path) -> dict:
 
 
 def parse_value(text: str) -> Any:
+    import yaml
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
@@ -100,5 +102,7 @@ def load_config(path=None, overrides: Iterable[str] = (), defaults: dict | None 
 
 
 def save_config(cfg: dict, path) -> None:
+    import yaml
+
     with atomic_open(path, "w") as f:
         yaml.safe_dump(cfg, f, sort_keys=False, allow_unicode=True)
