@@ -96,3 +96,54 @@ def test_environment_has_required_fields():
     env = collect_environment(".")
     for k in ("date", "git", "python", "torch", "cpu", "gpu"):
         assert env[k]
+
+
+# ------------------------------------------------------------------------------------- claims
+def test_paired_t_matches_hand_computation():
+    from speechkd.asr.claims import paired_t
+
+    st = paired_t([2.0, 4.0, 3.0])
+    # mean 3, sd 1, t = 3 / (1 / sqrt 3) = 5.196, df 2: two-sided p = 0.0351
+    assert st["mean"] == pytest.approx(3.0) and st["sd"] == pytest.approx(1.0)
+    assert st["t"] == pytest.approx(5.196, abs=1e-3) and st["p"] == pytest.approx(0.0351, abs=1e-3)
+    assert math.isnan(paired_t([1.0])["p"])
+
+
+def test_decide_claim_verdicts():
+    from speechkd.asr.claims import decide_claim
+
+    better = {"seed1": 20.0, "seed2": 21.0, "seed3": 19.5}
+    clear = {"seed1": 30.0, "seed2": 31.5, "seed3": 29.0}
+    assert decide_claim(better, clear, margin=2)["verdict"] == "reproduced"
+    assert decide_claim(clear, better, margin=2)["verdict"] == "reversed"
+    noisy = {"seed1": 22.0, "seed2": 18.0, "seed3": 22.5}   # gap inside the spread
+    assert decide_claim(better, noisy, margin=2)["verdict"].startswith("not decided")
+    # margin: a consistent gap of 1.5 with seed spread ~0.76 passes margin 1 but not margin 2
+    small = {k: v + 1.5 for k, v in better.items()}
+    small["seed3"] += 0.01
+    assert decide_claim(better, small, margin=1)["verdict"] == "reproduced"
+    assert decide_claim(better, small, margin=2)["verdict"].startswith("not decided")
+    assert decide_claim({"seed1": 1.0}, {"seed1": 5.0})["verdict"] == "single seed: not decided"
+    # pairs by run name: unmatched seeds are left out
+    assert decide_claim({"seed1": 1.0, "seed9": 0.0}, {"seed1": 5.0, "seed2": 6.0})["n"] == 1
+
+
+def test_claims_section_generated_from_scores(tmp_path):
+    for seed, (a, b) in {1: (10, 20), 2: (11, 22), 3: (10, 21)}.items():
+        _write_score(tmp_path / f"exp/a/seed{seed}/decode_en", a, err_de=a)
+        _write_score(tmp_path / f"exp/b/seed{seed}/decode_en", b, err_de=a + 0.5 * (seed - 2))
+    spec = {"title": "claims", "unit": "word",
+            "columns": [{"name": "en", "decode": "decode_en"}, {"name": "de", "decode": "decode_en", "lang": "de"}],
+            "rows": [{"name": "A", "exp": "exp/a/seed*"}, {"name": "B", "exp": "exp/b/seed*"}],
+            "claims": [{"name": "A beats B", "better": "A", "worse": "B", "columns": ["en", "de"], "margin": 2,
+                        "count": {"columns": ["en", "de"], "at_least": 2}}]}
+    text = build_results(spec, root=tmp_path, env=ENV)
+    assert "## Claims (generated from the score files)" in text
+    assert "- **A beats B** (A vs B; paired t-test over seeds, α = 0.05, gap > 2 × seed spread):" in text
+    assert "  - en: reproduced: gap +10.7 (positive = A better)" in text
+    assert "  - de: not decided (within the noise)" in text
+    assert "decided for A on 1 of 2 columns (en); the claim asks for at least 2: not met" in text
+    with pytest.raises(ConfigError, match="names a row"):
+        load_table_spec({**spec, "claims": [{"name": "x", "better": "A", "worse": "Z"}]})
+    with pytest.raises(ConfigError, match="unknown column"):
+        load_table_spec({**spec, "claims": [{"name": "x", "better": "A", "worse": "B", "columns": ["fr"]}]})

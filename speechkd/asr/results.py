@@ -16,7 +16,9 @@ Table spec (YAML or JSON)::
 Two more column kinds: ``{name: params (M), file: params.json, key: params_M}`` reads a number from
 ``<exp>/<file>`` (JSON) instead of a score, and ``{name: avg, mean_of: [de, es]}`` is, per run dir, the mean
 of the named columns (then summarised over seeds like the others). ``sections: [{title: ..., file: ...}]``
-appends text files (e.g. a markdown table written by a stage) after the summary.
+appends text files (e.g. a markdown table written by a stage) after the summary. ``claims:`` lists
+"row A beats row B" claims decided by a paired test over seeds (:mod:`speechkd.asr.claims`); their verdict
+sentences, with the numbers, are generated in a "Claims" section.
 
 Each cell reads ``<exp>/<decode>/score.json`` for every directory the ``exp`` glob matches (one per seed)
 and shows ``mean ± std (n=k)`` over seeds (sample std) or the single value. In each column the best row
@@ -129,12 +131,23 @@ def load_table_spec(spec: Union[str, Path, dict]) -> dict:
     sections = spec.get("sections") or []
     if not isinstance(sections, list) or not all(isinstance(x, dict) and "file" in x for x in sections):
         raise ConfigError(f"{where}: 'sections' must be a list of {{title, file}}")
-    unknown = set(spec) - {"title", "unit", "metric", "columns", "rows", "notes", "digits", "sections"}
+    claims = spec.get("claims") or []
+    row_names = {r["name"] for r in rows}
+    col_names = {c["name"] for c in cols}
+    for i, c in enumerate(claims):
+        if not isinstance(c, dict) or not {"name", "better", "worse"} <= set(c):
+            raise ConfigError(f"{where}: claims[{i}] needs 'name', 'better' and 'worse'")
+        if not {c["better"], c["worse"]} <= row_names:
+            raise ConfigError(f"{where}: claims[{i}] names a row that is not in 'rows'")
+        used = set(c.get("columns") or []) | set((c.get("count") or {}).get("columns") or [])
+        if not used <= col_names:
+            raise ConfigError(f"{where}: claims[{i}] names unknown column(s) {', '.join(sorted(used - col_names))}")
+    unknown = set(spec) - {"title", "unit", "metric", "columns", "rows", "notes", "digits", "sections", "claims"}
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     return {"title": spec.get("title", "Results"), "unit": spec.get("unit"), "metric": metric,
             "columns": cols, "rows": rows, "notes": list(spec.get("notes") or []),
-            "digits": int(spec.get("digits", 1)), "sections": sections}
+            "digits": int(spec.get("digits", 1)), "sections": sections, "claims": claims}
 
 
 # ------------------------------------------------------------------------------------------- statistics
@@ -177,6 +190,14 @@ def compare_rows(cells: Dict[str, Tuple[float, float, int]], column: str, lower_
     return notes
 
 
+def _run_key(run_dir: str) -> str:
+    """Key that pairs runs of two rows: the last ``seed<N>`` in the path (else the dir name)."""
+    import re
+
+    found = re.findall(r"seed\d+", run_dir)
+    return found[-1] if found else Path(run_dir).name
+
+
 def _fmt(cell: Tuple[float, float, int], digits: int) -> str:
     m, s, n = cell
     if n == 0:
@@ -213,6 +234,7 @@ def build_results(spec, root=".", env: Optional[dict] = None, strict: bool = Fal
     cells: Dict[str, Dict[str, Tuple[float, float, int]]] = {c["name"]: {} for c in spec["columns"]}
     details: List[str] = []
     missing: List[str] = []
+    per_run: Dict[str, Dict[str, Dict[str, float]]] = {}   # row -> run dir name (seed) -> column -> value
     unit_used = spec["unit"]
     for row in spec["rows"]:
         run_dirs = sorted(glob.glob(str(root / row["exp"]))) if any(ch in row["exp"] for ch in "*?[") \
@@ -221,6 +243,7 @@ def build_results(spec, root=".", env: Optional[dict] = None, strict: bool = Fal
             missing.append(f"{row['exp']} (no run dir matches)")
         detail_rows: Dict[str, List[Tuple[str, ErrorStats]]] = {}
         per_dir: Dict[str, Dict[str, float]] = {d: {} for d in run_dirs}
+        per_run[row["name"]] = {_run_key(d): per_dir[d] for d in run_dirs}
         for col in spec["columns"]:
             vals = []
             if "decode" not in col:
@@ -277,6 +300,12 @@ def build_results(spec, root=".", env: Optional[dict] = None, strict: bool = Fal
         notes.append(f"{len(missing)} score file(s) missing: {', '.join(missing[:5])}{more}")
     if notes:
         out += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    if spec["claims"]:
+        from .claims import claim_lines
+
+        out += ["", "## Claims (generated from the score files)", ""]
+        for claim in spec["claims"]:
+            out += claim_lines(claim, per_run, lower_better, digits)
     for sec in spec["sections"]:
         p = root / sec["file"]
         body = p.read_text(encoding="utf-8").strip() if p.exists() else f"(missing: {sec['file']})"

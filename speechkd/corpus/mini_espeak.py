@@ -57,11 +57,11 @@ DEFAULTS: dict = {
         "name": "mini_espeak",
         "languages": ["en", "de", "es", "it", "ru", "pl", "ga"],
         "sample_rate": 16000,
-        # skip: leave out the first N shuffled sentences of each language (those the recipes' corpora take,
-        # made with the same seed and filter), so an unlabelled pool never speaks a recipe's dev/test text;
+        # exclude_corpora: corpus configs (paths from the working dir, each built with the same seed) whose
+        # sentences this corpus must not speak, e.g. an unlabelled pool beside the recipes' corpora;
         # fill: where a language has too few sentences left, "words" adds word sequences drawn from its
-        # vocabulary (the pool needs audio, not sentences), "repeat" reuses sentences
-        "text": {"min_words": 3, "max_words": 14, "skip": 0, "fill": "repeat"},
+        # vocabulary (a pool needs audio, not sentences), "repeat" reuses sentences
+        "text": {"min_words": 3, "max_words": 14, "exclude_corpora": [], "fill": "repeat"},
         # utterances per language per split; per-language entries override "default"
         "sizes": {"default": {"train": 300, "dev": 100, "test": 100}},
         # voice variants per split (disjoint between train and dev/test); speakers = variant x pitch x rate
@@ -147,28 +147,42 @@ def word_sequences(sents: Sequence[str], n: int, min_words: int, max_words: int,
             for _ in range(n)]
 
 
+def corpus_sentences(config_paths: Sequence, seed: int) -> Dict[str, set]:
+    """``{lang: {normalised sentence}}`` that the corpora of ``config_paths`` (built with ``seed``) speak."""
+    from ..utils.config import load_config
+
+    out: Dict[str, set] = {}
+    for path in config_paths:
+        other = load_config(path, defaults=DEFAULTS)["corpus"]
+        for j in plan_corpus(other, seed):
+            out.setdefault(j["lang"], set()).add(normalize_text(j["sentence"]))
+    return out
+
+
 def plan_corpus(cfg: dict, seed: int) -> List[dict]:
     """The list of utterances to make (sorted by utt id): dicts with utt, spk, lang, split, sentence,
     voice, pitch, rate."""
     jobs = []
     tcfg = cfg["text"]
+    excluded = corpus_sentences(tcfg.get("exclude_corpora") or [], seed)
     for lang in cfg["languages"]:
         rng = random.Random(f"{seed}:{lang}")
         all_sents = load_sentences(lang, tcfg["min_words"], tcfg["max_words"])
         pool = list(all_sents)
         rng.shuffle(pool)
         sizes = sizes_for(cfg, lang)
-        pool = pool[int(tcfg.get("skip") or 0):]
+        if lang in excluded:
+            pool = [x for x in pool if normalize_text(x) not in excluded[lang]]
         short = sum(sizes.values()) - len(pool)
         if short > 0 and tcfg.get("fill", "repeat") == "words":
-            log.info("%s: %d sentences left after skip %s; adding %d word sequences from its vocabulary",
-                     lang, len(pool), tcfg.get("skip") or 0, short)
+            log.info("%s: %d sentences left after excluding %d of other corpora; adding %d word sequences "
+                     "from its vocabulary", lang, len(pool), len(excluded.get(lang, ())), short)
             pool += word_sequences(all_sents, short, tcfg["min_words"], tcfg["max_words"],
                                    random.Random(f"{seed}:{lang}:words"))
         elif tcfg.get("fill", "repeat") not in ("words", "repeat"):
             raise ConfigError(f"corpus.text.fill must be words or repeat, got '{tcfg.get('fill')}'")
         if not pool:
-            raise ConfigError(f"corpus.text.skip={tcfg.get('skip')} leaves no sentence for '{lang}' "
+            raise ConfigError(f"corpus.text.exclude_corpora leaves no sentence for '{lang}' "
                               "(set corpus.text.fill: words)")
         by_split = split_sentences(pool, sizes, lang)
         speakers = plan_speakers(cfg, lang, rng)

@@ -192,7 +192,7 @@ def wav2vec2_base(**overrides) -> SSLModel:
 
 def hubert_base(**overrides) -> SSLModel:
     """HuBERT Base: as wav2vec 2.0 Base plus the masked-prediction head (504 labels, final_dim 256)."""
-    return _make({"arch": "hubert", "num_labels": 504, "final_dim": 256, "mask_time_prob": 0.08}, overrides)
+    return _make({"arch": "hubert", "num_labels": 504, "final_dim": 256, "mask_time_prob": 0.8}, overrides)
 
 
 def xlsr_large(**overrides) -> SSLModel:

@@ -1,4 +1,5 @@
-"""HuBERT iteration 1: MFCC (+ deltas) -> k-means -> masked prediction of the cluster labels.
+"""HuBERT pretraining: masked prediction of k-means cluster labels (iteration 1: of MFCC; iteration 2+:
+of an intermediate layer of the previous iteration's model, made by :mod:`speechkd.train.hubert_targets`).
 
 Library form of ``speechkd-pretrain``::
 
@@ -7,11 +8,14 @@ Library form of ``speechkd-pretrain``::
     model, config = load_checkpoint(model_dir)       # SSLModel (type ssl) with its HubertHead (model.head)
     km = KMeans.load(model_dir / "kmeans.pt")        # the k-means codebook of the targets
 
-Labels: Kaldi MFCC (13) of each utterance (or read from ``kmeans.mfcc_scp``) with deltas and
+Labels: ``targets.train`` / ``targets.valid`` (label scp files written once by ``speechkd-hubert-targets``,
+with ``targets.kmeans`` its codebook) when given; otherwise (iteration 1 in one step) Kaldi MFCC (13) of each utterance (or read from ``kmeans.mfcc_scp``) with deltas and
 per-utterance mean/variance normalisation, clustered into ``kmeans.n_clusters`` classes on a seeded
 sample of frames; the 100 Hz labels are taken every second frame to match the encoder's 50 Hz and
 cut/padded (-1 = ignored) to the encoder length. Loss: cross-entropy of ``HubertHead.logits`` on masked
 frames (+ ``loss.unmasked_weight`` x the unmasked frames); logged: ``acc_m``/``acc_u`` accuracies.
+Masking as in the HuBERT paper: ``mask_time_prob`` 0.8 of the frames start a span of ``mask_time_length`` 10,
+so that about half of the frames are masked (spans overlap).
 """
 from __future__ import annotations
 
@@ -35,7 +39,10 @@ from .trainer import OPTIM_DEFAULTS, TRAIN_DEFAULTS, Trainer, seed_everything
 log = logging.getLogger("speechkd")
 
 PRETRAIN_DEFAULTS: Dict = {
-    "model": {"type": "ssl", **SSLConfig.from_dict({**MINI_SSL, "arch": "hubert", "mask_time_prob": 0.08}).to_dict()},
+    "model": {"type": "ssl", **SSLConfig.from_dict({**MINI_SSL, "arch": "hubert", "mask_time_prob": 0.8,
+                                                    "mask_time_length": 10}).to_dict()},
+    # label scp files from speechkd-hubert-targets (null: MFCC k-means computed here, iteration 1)
+    "targets": {"train": None, "valid": None, "kmeans": None},
     "kmeans": {"n_clusters": 100, "max_fit_frames": 100000, "max_iter": 30, "batch_size": None, "seed": 0,
                "deltas": True, "mfcc_scp": None},  # mfcc_scp: file in the data dir; null = computed
     "loss": {"unmasked_weight": 0.0},
@@ -150,8 +157,12 @@ def _copy_into(files):
     return fn
 
 
+def _has_sets(labels: dict, with_valid: bool) -> bool:
+    return "train" in labels and (not with_valid or "valid" in labels)
+
+
 def pretrain_hubert(cfg: dict, train_data, valid_data=None, exp_dir="exp/teacher") -> Path:
-    """Run HuBERT iteration 1 (see module doc); returns ``exp_dir/model``."""
+    """Run one HuBERT iteration (see module doc); returns ``exp_dir/model``."""
     cfg = merge(PRETRAIN_DEFAULTS, cfg)
     exp_dir = Path(exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
@@ -159,11 +170,26 @@ def pretrain_hubert(cfg: dict, train_data, valid_data=None, exp_dir="exp/teacher
     sr = int(data_cfg.get("sample_rate", 16000))
     progress = bool(cfg["train"].get("progress", True))
 
-    # 1. targets (k-means model and labels are cached in exp_dir, so a re-run/resume reuses them)
+    # 1. targets: precomputed label scp files, or MFCC k-means (cached in exp_dir for re-runs/resume)
+    tg = cfg["targets"]
     km_path = exp_dir / "kmeans.pt"
     labels_path = exp_dir / "labels.pt"
-    labels = torch.load(labels_path, weights_only=True) if labels_path.exists() else {}
-    if km_path.exists() and "train" in labels and (valid_data is None or "valid" in labels):
+    if tg.get("train"):
+        from .hubert_targets import read_targets
+
+        if not tg.get("kmeans"):
+            raise ConfigError("targets.kmeans (the codebook of targets.train) must be set with targets.train")
+        km = KMeans.load(tg["kmeans"])
+        if Path(tg["kmeans"]).resolve() != km_path.resolve():
+            shutil.copyfile(tg["kmeans"], km_path)
+        labels = {"train": read_targets(tg["train"])}
+        if valid_data is not None:
+            if not tg.get("valid"):
+                raise ConfigError("targets.valid must be set with targets.train when --valid-data is given")
+            labels["valid"] = read_targets(tg["valid"])
+        log.info("targets: %s (%d utts), %d clusters", tg["train"], len(labels["train"]), km.n_clusters)
+    elif (km_path.exists() and labels_path.exists()
+          and _has_sets(labels := torch.load(labels_path, weights_only=True), valid_data is not None)):
         km = KMeans.load(km_path)
         log.info("reusing %s and %s", km_path, labels_path)
     else:

@@ -1,0 +1,36 @@
+# shellcheck shell=bash
+# Shell helpers every recipe's run.sh sources after parse_options.sh (". steps/lib.sh"):
+#   log MSG...                      timestamped line on stdout, prefixed with the calling script
+#   conf_suffix TAG                 "" for default, "_TAG" otherwise (conf/x${sfx}.yaml)
+#   corpus_languages CONF.yaml      the corpus.languages of a corpus config, space separated
+#   run_pool MAX FN SPEC...         FN $SPEC (SPEC split into words) for each SPEC, at most MAX at once;
+#                                   waits for all, fails (status 1, naming the failed SPECs) if any failed
+log() { echo -e "$(date '+%F %T') ($(basename "$0")) $*"; }
+
+conf_suffix() { if [ "$1" = default ]; then echo ""; else echo "_$1"; fi; }
+
+corpus_languages() { utils/yaml_get.py "$1" corpus.languages; }
+
+run_pool() {
+  local max=$1 fn=$2
+  shift 2
+  local pids=() specs=() failed=() spec i
+  for spec in "$@"; do
+    if [ "${#pids[@]}" -ge "$max" ]; then
+      wait "${pids[0]}" || failed+=("${specs[0]}")
+      pids=("${pids[@]:1}")
+      specs=("${specs[@]:1}")
+    fi
+    # shellcheck disable=SC2086
+    $fn $spec &
+    pids+=("$!")
+    specs+=("$spec")
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || failed+=("${specs[$i]}")
+  done
+  if [ "${#failed[@]}" -gt 0 ]; then
+    echo "run_pool: ${#failed[@]} $fn job(s) failed: ${failed[*]}" >&2
+    return 1
+  fi
+}

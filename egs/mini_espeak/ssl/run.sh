@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# The mini teacher zoo: the self-supervised teachers the other mini_espeak recipes distil from, made once
+# (the way a user downloads XLSR-53 or HuBERT Base once), with the check that makes them teachers:
+# fine-tuning from them beats fine-tuning from random weights.
+#
+#   ssl_ml      multilingual HuBERT (Fbank front-end, 8 layers; stands in for XLSR-53): iteration 1 on MFCC
+#               k-means targets, iteration 2 on k-means of its layer-6 output, on a ~10.7 h unlabelled pool
+#   ssl_en_cnn  English HuBERT with a waveform CNN (stands in for HuBERT Base; hubert_kd distils it)
+#   text_ml     multilingual masked LM on installed text outside every transcript (stands in for XLM-R)
+#
+#   ./run.sh                              # the zoo + its check (default config)
+#   ./run.sh --conf_tag smoke             # tiny pool, a few minutes (tests); writes data_smoke/ exp_smoke/
+#   ./run.sh --stage 11 --stop_stage 13   # only the fine-tuning check and RESULTS.md
+#
+# Stages: 1 synthesise the pool and the check corpus | 2 Fbank | 3 MFCC | 4 iteration-1 targets |
+# 5 iteration-1 pretraining | 6 iteration-2 targets | 7 iteration-2 pretraining | 8 zoo entry ssl_ml |
+# 9 English waveform-CNN teacher ssl_en_cnn | 10 text teacher text_ml |
+# 11 check: CTC fine-tuning teacher vs scratch | 12 decode + score | 13 RESULTS.md + cards with the check
+# The zoo: $exp/zoo/<name>/ (checkpoint dir + README.md model card + card.json); recipes link it through
+# steps/zoo_teacher.sh, which runs this recipe when the teacher they ask for is missing.
+set -euo pipefail
+
+stage=1
+stop_stage=100
+nj=2               # parallel jobs for synthesis, features, decoding
+conf_tag=default   # default | smoke
+seeds="1 2 3"      # fine-tuning seeds of the check
+n_label=40         # labelled utterances per language in the check
+inits="teacher scratch"
+iter2_layer=       # layer of the iteration-1 model whose k-means gives the iteration-2 targets
+                   # (default: layer: in conf/targets_iter2.yaml)
+max_parallel=2     # concurrent fine-tunings in stage 11 (one thread each)
+zoo=               # zoo dir (default: $exp/zoo)
+corpus_seed=1
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--seeds '1 2 3'] [--zoo DIR]"
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+. steps/lib.sh
+
+sfx=$(conf_suffix "$conf_tag")
+data=data$sfx      # smoke and default runs keep apart
+dump=dump$sfx
+exp=exp$sfx
+zoo=${zoo:-$exp/zoo}
+iter2_layer=${iter2_layer:-$(utils/yaml_get.py "conf/targets_iter2${sfx}.yaml" layer)}
+check_langs=$(corpus_languages "../conf/corpus_${conf_tag}.yaml")
+
+# the zoo entry ssl_ml: checkpoint + model card (stage 8), card rewritten with the check (stage 13)
+ssl_ml_card() {   # ssl_ml_card [extra speechkd-zoo-card options]
+  speechkd-zoo-card --name ssl_ml --model "$exp/iter2/model" --out "$zoo/ssl_ml" \
+    --summary "Multilingual HuBERT teacher of the mini recipes (stands in for XLSR-53): Fbank front-end, pre-LN transformer, iteration 2 of HuBERT (targets: k-means of layer $iter2_layer of iteration 1) on the unlabelled mini_espeak pool ($(corpus_languages conf/corpus_pool${sfx}.yaml))." \
+    --train-log "iteration 1=$exp/iter1/train.log" --train-log "iteration 2=$exp/iter2/train.log" \
+    --targets "iteration 1 (MFCC)=$exp/targets/iter1/stats.json" \
+    --targets "iteration 2 (layer $iter2_layer)=$exp/targets/iter2/stats.json" \
+    --corpus "$data/pool_corpus/corpus.yaml" "$@"
+}
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "stage 1: unlabelled pool (conf/corpus_pool${sfx}.yaml) and check corpus (../conf/corpus_${conf_tag}.yaml)"
+  steps/synth_corpus.sh --nj "$nj" --seed "$corpus_seed" "conf/corpus_pool${sfx}.yaml" "$data/pool_corpus" "$data/pool"
+  steps/synth_corpus.sh --nj "$nj" --seed "$corpus_seed" "../conf/corpus_${conf_tag}.yaml" "$data/check_corpus" \
+    "$data/check"
+  speechkd-make-tokens --kind phone --text "$data/check/train/phones" --out "$data/token_phone"
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "stage 2: 80-dim Fbank (ark/scp) + CMVN of the pool and the check sets"
+  steps/make_feats_sets.sh --nj "$nj" --cmd "$feats_cmd" "$data/pool" "$dump/fbank/pool" train dev
+  steps/make_feats_sets.sh --nj "$nj" --cmd "$feats_cmd" "$data/check" "$dump/fbank/check" train dev test
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  log "stage 3: 13-dim MFCC of the pool (iteration-1 targets), in copies of its data dirs"
+  for s in train dev; do
+    mkdir -p "$data/pool_mfcc/$s"
+    for f in wav.scp text utt2spk spk2utt utt2lang utt2dur phones.ctm; do cp "$data/pool/$s/$f" "$data/pool_mfcc/$s/"; done
+    steps/make_feats.sh --nj "$nj" --cmd "$feats_cmd" --kind mfcc --cmvn false "$data/pool_mfcc/$s" \
+      "$dump/mfcc/pool/$s"
+  done
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "stage 4: iteration-1 targets: k-means of MFCC + deltas"
+  speechkd-hubert-targets --kind mfcc --config "conf/targets_iter1${sfx}.yaml" --out "$exp/targets/iter1" \
+    --set "train=$data/pool_mfcc/train" --set "dev=$data/pool_mfcc/dev" --no-progress
+fi
+
+# pretrain_iter N: HuBERT iteration N on the pool, from random weights (as in the paper)
+pretrain_iter() {
+  mkdir -p "$exp/iter$1"
+  ${cuda_cmd} --gpu 1 --num-threads 1 "$exp/iter$1/run.log" \
+    speechkd-pretrain --config "conf/pretrain${sfx}.yaml" --train-data "$data/pool/train" \
+      --valid-data "$data/pool/dev" --exp "$exp/iter$1" --targets.train "$exp/targets/iter$1/train/labels.scp" \
+      --targets.valid "$exp/targets/iter$1/dev/labels.scp" --targets.kmeans "$exp/targets/iter$1/kmeans.pt"
+}
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  log "stage 5: HuBERT iteration 1 (masked prediction of the MFCC clusters) on the pool"
+  pretrain_iter 1
+fi
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  log "stage 6: iteration-2 targets: k-means of layer $iter2_layer of the iteration-1 model"
+  speechkd-hubert-targets --kind model --model "$exp/iter1/model" --layer "$iter2_layer" \
+    --config "conf/targets_iter2${sfx}.yaml" --out "$exp/targets/iter2" \
+    --set "train=$data/pool/train" --set "dev=$data/pool/dev" --no-progress
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  log "stage 7: HuBERT iteration 2 (a new model, as in the paper) on the iteration-2 targets"
+  pretrain_iter 2
+fi
+
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+  log "stage 8: zoo entry $zoo/ssl_ml (iteration-2 model)"
+  ssl_ml_card
+fi
+
+if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
+  log "stage 9: English waveform-CNN teacher $zoo/ssl_en_cnn (HuBERT iteration 1 on the English pool)"
+  for s in train dev; do
+    awk '$2 == "en" {print $1}' "$data/pool/$s/utt2lang" > "$data/pool_en_$s.list"
+    utils/subset_data_dir.sh --utt-list "$data/pool_en_$s.list" "$data/pool_mfcc/$s" "$data/pool_en_mfcc/$s" >/dev/null
+    utils/subset_data_dir.sh --utt-list "$data/pool_en_$s.list" "$data/pool/$s" "$data/pool_en/$s" >/dev/null
+    cp "$data/pool/$s/phones.ctm" "$data/pool_en_mfcc/$s/"
+  done
+  speechkd-hubert-targets --kind mfcc --config "conf/targets_iter1${sfx}.yaml" --out "$exp/targets/en_iter1" \
+    --set "train=$data/pool_en_mfcc/train" --set "dev=$data/pool_en_mfcc/dev" --no-progress
+  mkdir -p "$exp/en_cnn"
+  ${cuda_cmd} --gpu 1 --num-threads 1 "$exp/en_cnn/run.log" \
+    speechkd-pretrain --config "conf/pretrain_en_cnn${sfx}.yaml" --train-data "$data/pool_en/train" \
+      --valid-data "$data/pool_en/dev" --exp "$exp/en_cnn" --targets.train "$exp/targets/en_iter1/train/labels.scp" \
+      --targets.valid "$exp/targets/en_iter1/dev/labels.scp" --targets.kmeans "$exp/targets/en_iter1/kmeans.pt"
+  speechkd-zoo-card --name ssl_en_cnn --model "$exp/en_cnn/model" --out "$zoo/ssl_en_cnn" \
+    --summary "English HuBERT teacher with a waveform-CNN front-end (stands in for HuBERT Base; egs/mini_espeak/hubert_kd distils it): iteration 1 (MFCC k-means targets) on the English part of the pool." \
+    --train-log "iteration 1=$exp/en_cnn/train.log" --targets "iteration 1 (MFCC)=$exp/targets/en_iter1/stats.json"
+fi
+
+if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ]; then
+  log "stage 10: text teacher $zoo/text_ml"
+  local/text_teacher.sh --conf_tag "$conf_tag" --data "$data" --exp "$exp" "$zoo/text_ml"
+fi
+
+if [ "$stage" -le 11 ] && [ "$stop_stage" -ge 11 ]; then
+  log "stage 11: check: phone CTC on $n_label labelled utterances per language, teacher vs scratch, seeds $seeds"
+  steps/make_labelled_subset.sh --n "$n_label" "$data/check/train" "$data/check/train_sub" "$check_langs"
+  finetune_one() {   # finetune_one INIT SEED
+    local init=$1 seed=$2 dir=$exp/check/ft_$1/seed$2
+    local init_opt=(--model.freeze_frontend false)   # from scratch: the random front-end learns too
+    [ "$init" = teacher ] && init_opt=(--init "$zoo/ssl_ml")
+    mkdir -p "$dir"
+    ${cuda_cmd} --gpu 1 --num-threads 1 "$dir/run.log" \
+      speechkd-finetune --config "conf/finetune${sfx}.yaml" "${init_opt[@]}" --train-data "$data/check/train_sub" \
+        --valid-data "$data/check/dev" --token-dir "$data/token_phone" --exp "$dir" --data.text_file phones \
+        --train.seed "$seed" --train.progress false
+  }
+  specs=()
+  for init in $inits; do for seed in $seeds; do specs+=("$init $seed"); done; done
+  run_pool "$max_parallel" finetune_one "${specs[@]}"
+fi
+
+if [ "$stage" -le 12 ] && [ "$stop_stage" -ge 12 ]; then
+  for init in $inits; do
+    for seed in $seeds; do
+      dir=$exp/check/ft_${init}/seed$seed
+      log "stage 12: decode + score test ($dir, best checkpoint by dev token error)"
+      steps/decode_score.sh --nj "$nj" --cmd "$decode_cmd" --ref_file phones --units phone \
+        "$dir/model_best" "$data/check/test" "$dir/decode_test"
+    done
+  done
+fi
+
+if [ "$stage" -le 13 ] && [ "$stop_stage" -ge 13 ]; then
+  log "stage 13: RESULTS${sfx}.md and the ssl_ml card with the check"
+  speechkd-make-results --spec "conf/results${sfx}.yaml" --out "RESULTS${sfx}.md" --strict
+  ssl_ml_card --no-copy \
+    --check "fine-tuned from ssl_ml=$exp/check/ft_teacher/seed*/decode_test/score.json" \
+    --check "from scratch=$exp/check/ft_scratch/seed*/decode_test/score.json"
+  log "done: $(pwd)/RESULTS${sfx}.md"
+fi
