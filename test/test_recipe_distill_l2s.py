@@ -26,14 +26,14 @@ def _copy_recipe(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _env():
-    env = dict(os.environ, SPEECHKD_ROOT=str(ROOT), OMP_NUM_THREADS="1")
+def _env(**extra):
+    env = dict(os.environ, SPEECHKD_ROOT=str(ROOT), OMP_NUM_THREADS="1", **extra)
     env["PATH"] = f"{ROOT / 'tools' / 'venv' / 'bin'}:{env['PATH']}"
     return env
 
 
-def _run(cmd, cwd, timeout):
-    p = subprocess.run(cmd, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+def _run(cmd, cwd, timeout, **env):
+    p = subprocess.run(cmd, cwd=cwd, env=_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                        timeout=timeout)
     assert p.returncode == 0, p.stdout[-4000:]
     return p.stdout
@@ -43,14 +43,18 @@ def _losses(train_log: Path, key: str):
     return [float(x) for x in re.findall(rf"\b{key}[=: ]\s*([0-9.]+(?:e-?\d+)?)", train_log.read_text())]
 
 
-def test_mini_espeak_distill_l2s_smoke(tmp_path):
+def test_mini_espeak_distill_l2s_smoke(tmp_path, smoke_zoo):
     d = _copy_recipe(ROOT / "egs" / "mini_espeak" / "distill_l2s", tmp_path / "distill_l2s")
     shutil.copytree(ROOT / "egs" / "mini_espeak" / "conf", tmp_path / "conf")   # ../conf/corpus_smoke.yaml
-    _run(["./run.sh", "--conf_tag", "smoke"], d, timeout=900)
+    _run(["./run.sh", "--conf_tag", "smoke"], d, timeout=900, SPEECHKD_ZOO=str(smoke_zoo))
 
+    # both teachers are the zoo's, linked (no private speech model or text model trained)
+    for link, name in (("exp/teacher/model", "ssl_ml"), ("exp/text_lm/model", "text_ml")):
+        assert (d / link).is_symlink() and (d / link).resolve() == (Path(smoke_zoo) / name).resolve(), link
+    assert not (d / "exp/teacher/train.log").exists() and not (d / "exp/text_lm_log").exists()
     # text teacher in HF format, its MLM loss went down
-    lm = json.loads((d / "exp/text_lm/train_log.json").read_text())
-    assert (d / "exp/text_lm/config.json").exists() and lm["num_params"] > 0
+    lm = json.loads((d / "exp/text_lm/model/train_log.json").read_text())
+    assert (d / "exp/text_lm/model/config.json").exists() and lm["num_params"] > 0
     assert sum(lm["losses"][-5:]) / 5 < sum(lm["losses"][:5]) / 5
 
     for lang in ("de", "ru"):

@@ -35,8 +35,8 @@ def copy_recipe(rel: str, dst: Path) -> Path:
     return dst
 
 
-def run_recipe(d: Path, *args, timeout=900):
-    env = dict(os.environ, SPEECHKD_ROOT=str(ROOT))
+def run_recipe(d: Path, *args, timeout=900, env=None):
+    env = dict(os.environ, SPEECHKD_ROOT=str(ROOT), **(env or {}))
     p = subprocess.run(["bash", "run.sh", *args], cwd=d, env=env, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True, timeout=timeout)
     assert p.returncode == 0, p.stdout[-4000:]
@@ -98,12 +98,22 @@ def test_results_params_mean_of_and_sections(tmp_path):
 
 # ---------------------------------------------------------------------------- mini_espeak smoke run
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
+def smoke(tmp_path_factory, smoke_zoo):
     if shutil.which("speechkd-distill") is None or shutil.which("espeak-ng") is None:
         pytest.skip("console scripts (tools/setup.sh) or espeak-ng missing")
     d = copy_recipe("mini_espeak/distilxlsr", tmp_path_factory.mktemp("dx") / "distilxlsr")
-    out = run_recipe(d, "--conf_tag", "smoke", "--seeds", "1", timeout=1500)
+    out = run_recipe(d, "--conf_tag", "smoke", "--seeds", "1", timeout=1500,
+                     env={"SPEECHKD_ZOO": str(smoke_zoo)})
     return d, out
+
+
+def test_smoke_teacher_comes_from_the_zoo(smoke, smoke_zoo):
+    """Stage 8 links the zoo's ssl_ml as the teacher: no private teacher is trained."""
+    d, _ = smoke
+    link = d / "exp/teacher/model"
+    assert link.is_symlink() and link.resolve() == (Path(smoke_zoo) / "ssl_ml").resolve()
+    assert not (d / "exp/teacher/train.log").exists()
+    assert not list((d / "exp").rglob("pretrain*.log"))
 
 
 def test_smoke_aligner_accuracy_is_measured(smoke):

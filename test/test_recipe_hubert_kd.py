@@ -1,5 +1,5 @@
 """Smoke test of egs/mini_espeak/hubert_kd: ./run.sh --conf_tag smoke in a copy of the recipe folder
-(teacher with a thin CNN, an S&W student with L_disc, an Fbank student through stages A and B, CTC
+(the smoke zoo's ssl_en_cnn teacher with a thin CNN, an S&W student with L_disc, an Fbank student through stages A and B, CTC
 fine-tuning on two labelled sizes, decode, score, RESULTS_smoke.md)."""
 from __future__ import annotations
 
@@ -48,15 +48,19 @@ def _train_losses(log: Path, key: str = "loss"):
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None and not (ROOT / "tools" / "venv").exists(),
                     reason="needs espeak-ng")
-def test_hubert_kd_smoke(tmp_path):
+def test_hubert_kd_smoke(tmp_path, smoke_zoo):
     rec = _copy_recipe(tmp_path / "hubert_kd")
-    env = dict(os.environ, SPEECHKD_ROOT=str(ROOT), cmd_backend="local")
+    env = dict(os.environ, SPEECHKD_ROOT=str(ROOT), cmd_backend="local", SPEECHKD_ZOO=str(smoke_zoo))
     cmd = ["bash", "run.sh", "--conf_tag", "smoke", "--students", "sw_disc fb_disc", "--seeds", "1",
            "--ft_sizes", "100 2"]
     p = subprocess.run(cmd, cwd=rec, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                        timeout=1500)
     assert p.returncode == 0, p.stdout[-4000:]
-    # teacher, stage A front-end, students: checkpoints of type ssl without heads
+    # teacher: the zoo's ssl_en_cnn, linked (no private teacher trained); stage A front-end, students:
+    # checkpoints of type ssl without heads
+    teacher = rec / "exp/teacher/model"
+    assert teacher.is_symlink() and teacher.resolve() == (Path(smoke_zoo) / "ssl_en_cnn").resolve()
+    assert not (rec / "exp/teacher/train.log").exists() and not (rec / "exp/teacher/pretrain.log").exists()
     assert (rec / "exp/teacher/model/kmeans.pt").exists()
     fe = _train_losses(rec / "exp/fb_disc_frontend/seed1/train.log", "fe_l1")
     assert fe[-1] < fe[0]                                            # stage A learns the CNN output
@@ -75,10 +79,10 @@ def test_hubert_kd_smoke(tmp_path):
             assert 0.0 <= err <= 300.0
     results = (rec / "RESULTS_smoke.md").read_text()
     assert "| method | CER ft 100% | CER ft 2% |" in results
-    for name in ("teacher", "S&W 2x128, CNN, L1+cos+L_disc", "S&W 2x128, Fbank, L1+cos+L_disc"):
+    for name in ("teacher", "S&W 2x192, CNN, L1+cos+L_disc", "S&W 2x192, Fbank, L1+cos+L_disc"):
         assert name in results
     assert "params (k)" in results and "RTF x1000" in results
-    assert "D&T 4x92, CNN, L1+cos+L_disc: not run" in results
+    assert "D&T 8x100, CNN, L1+cos+L_disc: not run" in results
 
 
 def test_librispeech_hubert_kd_stages_1_to_4_on_fake_tree(tmp_path):

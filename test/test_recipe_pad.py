@@ -11,13 +11,18 @@ import pytest
 from recipe_runner import REPO, copy_recipe, log_values, run_recipe
 
 
-def test_mini_pad_smoke(tmp_path):
+def test_mini_pad_smoke(tmp_path, smoke_zoo, monkeypatch):
     d = copy_recipe("mini_espeak/pad", tmp_path)
+    monkeypatch.setenv("SPEECHKD_ZOO", str(smoke_zoo))     # teachers: the smoke zoo's ssl_ml and text_ml
     # the smoke config with fewer methods (the default run has them all): cosine baseline and PAD, 2 seeds
     run_recipe(d, "--conf_tag", "smoke", "--methods", "cosine pad", "--stop_stage", "7")
     for f in ("data/train/utt2intent", "data/train/words.ctm", "data/test_unseen_para/feats.scp",
-              "exp/teacher/model/model.pt", "exp/text_lm/config.json", "data/train_sub3_seed2/utt2intent"):
+              "exp/teacher/model/model.pt", "exp/text_lm/model/config.json", "data/train_sub3_seed2/utt2intent"):
         assert (d / f).exists(), f
+    # both teachers are the zoo's, linked: no private speech or text teacher was trained
+    for link, name in (("exp/teacher/model", "ssl_ml"), ("exp/text_lm/model", "text_ml")):
+        assert (d / link).is_symlink() and (d / link).resolve() == (smoke_zoo / name).resolve(), link
+    assert not (d / "exp/teacher/train.log").exists() and not (d / "exp/text_lm_log").exists()
     # 18 intents x 3 labelled utterances
     assert len((d / "data/train_sub3_seed1/utt2intent").read_text().splitlines()) == 54
     # PAD's losses are logged per granularity and the total goes down

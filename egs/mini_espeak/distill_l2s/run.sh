@@ -3,13 +3,14 @@
 # labelled set of one language (characters as output units), distil a frozen multilingual text model:
 # the student's last hidden states are shrunk by the CTC argmax (blank groups dropped), the text model's
 # states of the transcript are nearest-neighbour interpolated to the shrunk length, loss = CTC + λ·MSE
-# after a learnable projection. λ = 0 is plain fine-tuning. Text teacher: a mini multilingual masked LM
-# trained here on the corpus text of all languages; speech model: a HuBERT iteration-1 mini teacher
-# pretrained here on all languages' audio.
+# after a learnable projection. λ = 0 is plain fine-tuning. Teachers from the mini zoo (egs/mini_espeak/ssl,
+# linked in stage 4): text teacher text_ml (multilingual masked LM on text outside every transcript; stands
+# in for InfoXLM / XLM-R), speech model ssl_ml (multilingual HuBERT, 8 x 192; stands in for XLSR).
 #
 #   ./run.sh                              # default config (~20 min on 2 idle cores)
 #   ./run.sh --conf_tag smoke             # smoke config (2 languages, λ ∈ {0, 0.5}, 1 seed; a few minutes)
 #   ./run.sh --stage 5 --stop_stage 7 --lambdas "0 0.5" --seeds 2   # some stages / a λ or seed subset
+#   ./run.sh --teacher exp/xlsr53 --text_teacher exp/xlmr   # any speech / HF text checkpoint dirs instead
 #   cmd_backend=slurm ./run.sh            # send the stages to Slurm (conf/slurm.conf)
 set -euo pipefail
 
@@ -28,9 +29,10 @@ parallel_langs=true        # fine-tune/decode the languages of one (λ, seed) at
 threads=1                  # torch threads per training process (1: several run at once; 2 threads on a
                            # busy 2-core machine made each step several times slower)
 text_layer=-1      # hidden-state index of the text model
-n_pretrain=100000  # speech-model pretraining utterances per language, all 7 languages (default: all)
+teacher=           # speech model checkpoint dir (default: the zoo's ssl_ml, steps/zoo_teacher.sh)
+text_teacher=      # text model dir, Hugging Face format (default: the zoo's text_ml)
 corpus_seed=1
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--langs 'de ru'] [--lambdas '0 0.5'] [--seeds '1 2']"
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--langs 'de ru'] [--lambdas '0 0.5'] [--seeds '1 2'] [--teacher DIR] [--text_teacher DIR]"
 
 . ./path.sh
 . ./cmd.sh
@@ -44,8 +46,6 @@ else
   : "${langs:=de ru pl}" "${lambdas:=0 0.25 0.5 1.0}" "${seeds:=1 2 3}" "${n_label:=60}" "${n_dev:=20}"
 fi
 corpus_conf=../conf/corpus_${conf_tag}.yaml
-all_langs=$(python -c "import yaml,sys; print(' '.join(yaml.safe_load(open(sys.argv[1]))['corpus']['languages']))" \
-  "$corpus_conf")
 log() { echo -e "$(date '+%F %T') (run.sh) $*"; }
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
@@ -72,31 +72,20 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
       data/train/utt2lang data/train/text > data/local/text_train_$l
     speechkd-make-tokens --kind char --text data/local/text_train_$l --out data/token_char_$l
   done
-  log "stage 3: pretraining subset: $n_pretrain utterances per language of $all_langs (+ 5 dev each)"
-  steps/make_labelled_subset.sh --n "$n_pretrain" data/train data/train_pt "$all_langs" 2>/dev/null
-  steps/make_labelled_subset.sh --n 5 data/dev data/dev_pt "$all_langs" 2>/dev/null
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  # the two teachers are independent: train them at the same time
-  log "stage 4: teachers: mini multilingual text MLM (own sentencepiece vocab) on all train text ∥" \
-      "HuBERT iteration-1 speech model (MFCC k-means targets, masked prediction) on data/train_pt (all languages)"
-  mkdir -p exp/text_lm_log exp/teacher
-  ${train_cmd} --num-threads "$threads" exp/text_lm_log/train.log \
-    speechkd-train-text-model --config conf/text_lm${sfx}.yaml --text data/train/text --out exp/text_lm \
-      --no-progress &
-  text_pid=$!
-  ${cuda_cmd} --gpu 1 --num-threads "$threads" exp/teacher/train.log \
-    speechkd-pretrain --config conf/pretrain${sfx}.yaml --train-data data/train_pt --valid-data data/dev_pt \
-      --exp exp/teacher --train.progress false
-  wait "$text_pid"
+  log "stage 4: teachers: speech model exp/teacher/model (${teacher:-zoo ssl_ml}), text model" \
+      "exp/text_lm/model (${text_teacher:-zoo text_ml})"
+  steps/zoo_teacher.sh --conf_tag "$conf_tag" --teacher "$teacher" ssl_ml exp/teacher/model
+  steps/zoo_teacher.sh --conf_tag "$conf_tag" --teacher "$text_teacher" text_ml exp/text_lm/model
 fi
 
 # one fine-tuning run / one decode of a (λ, seed, language) triple
 finetune_one() {
   local lam=$1 seed=$2 l=$3 dir=exp/lam$1/seed$2/$3 l2s_opt=()
   if [ "$(python -c "print(float('$lam') != 0)")" = True ]; then
-    l2s_opt=(--l2s.weight "$lam" --l2s.text_model exp/text_lm --l2s.layer "$text_layer"
+    l2s_opt=(--l2s.weight "$lam" --l2s.text_model exp/text_lm/model --l2s.layer "$text_layer"
              --l2s.interpolation "$interpolation" --l2s.cache exp/l2s_text_states/$l.pt)
   fi
   mkdir -p "$dir"

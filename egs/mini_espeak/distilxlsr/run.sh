@@ -11,9 +11,11 @@
 #
 # Stages: 1 corpus (espeak-ng, exact phone times) | 2 phone inventory | 3 Fbank + CMVN | 4 data subsets
 # (English distillation set, per-language labelled/dev/test sets) | 5 phone CTC aligner on English |
-# 6 forced alignment + boundary accuracy vs espeak-ng | 7 phone shuffling + Fbank | 8 multilingual teacher
-# (HuBERT iteration 1; stands in for XLSR-53) | 9 distillation (3 students) | 10 CTC fine-tuning on the
-# evaluation languages (joint or one model per language) + decode + score per language | 11 RESULTS.md
+# 6 forced alignment + boundary accuracy vs espeak-ng | 7 phone shuffling + Fbank | 8 multilingual teacher:
+# the zoo's ssl_ml (egs/mini_espeak/ssl; stands in for XLSR-53), or --teacher DIR | 9 distillation (3 students)
+# | 10 CTC fine-tuning on the evaluation languages (joint or one model per language) + decode + score per
+# language | 11 RESULTS.md
+#   ./run.sh --teacher /path/to/xlsr53    # any checkpoint dir as the teacher (e.g. speechkd-import-checkpoint)
 set -euo pipefail
 
 stage=1
@@ -31,9 +33,10 @@ shuffle_seed=1
 across_utts=false    # true: shuffle phones across the utterances of a speaker
 crossfade_ms=5
 nojump_init=first    # student init without layer-jumping: first (teacher layers 1..L_s) | none (random)
+teacher=             # teacher checkpoint dir (default: the zoo's ssl_ml, steps/zoo_teacher.sh)
 ft_mode=per_lang     # per_lang: one CTC model per evaluation language (as the paper) | joint: one model on all
                      # evaluation languages' labelled sets together, scored per language (cheaper on CPU)
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--nj N] [--seeds '1 2'] [--eval_langs 'de ru']"
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--nj N] [--seeds '1 2'] [--eval_langs 'de ru'] [--teacher DIR]"
 
 . ./path.sh
 . ./cmd.sh
@@ -134,11 +137,8 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
 fi
 
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
-  log "stage 8: multilingual teacher (HuBERT iteration 1 on all languages: $langs)"
-  mkdir -p exp/teacher
-  ${cuda_cmd} --gpu 1 exp/teacher/train.log \
-    speechkd-pretrain --config conf/pretrain${sfx}.yaml --train-data data/train --valid-data data/dev \
-      --exp exp/teacher
+  log "stage 8: multilingual teacher exp/teacher/model: ${teacher:-zoo ssl_ml}"
+  steps/zoo_teacher.sh --conf_tag "$conf_tag" --teacher "$teacher" ssl_ml exp/teacher/model
 fi
 
 # run_bg <cmd...>: run in the background, at most $nj at a time (one torch thread each); wait_bg: wait for

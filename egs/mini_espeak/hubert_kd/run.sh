@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # hubert_kd on mini_espeak English (arXiv 2210.15631, "Exploring effective distillation of self-supervised
-# speech models for automatic speech recognition"): a mini HuBERT teacher with a thin waveform-CNN
-# front-end is distilled into students of equal size but different shape (shallow & wide: 2 x 128,
-# layer-jumping init; deep & thin: 4 layers, width solved for the same parameter count), with and without
-# the discriminative loss (KL over HuBERT's codebook), and with the CNN or an Fbank front-end (stage A:
-# front-end only, L1 to the teacher's CNN+projection output; stage B: the rest). Every model is then
-# CTC fine-tuned (characters) on 100 % / 10 % / 2 % of the training set, decoded, scored (CER/WER),
-# and RESULTS.md reports CER per fine-tuning size, parameters and decoding real-time factor.
+# speech models for automatic speech recognition"): the zoo's English HuBERT teacher with a waveform-CNN
+# front-end (ssl_en_cnn, 8 x 192; egs/mini_espeak/ssl) is distilled into students of equal size but
+# different shape (shallow & wide: 2 x 192, layer-jumping init; deep & thin: 8 layers, width solved for the
+# same parameter count), with and without the discriminative loss (KL over HuBERT's codebook), and with the
+# CNN or an Fbank front-end (stage A: front-end only, L1 to the teacher's CNN+projection output; stage B:
+# the rest). Every model is then CTC fine-tuned (characters) on 100 % / 10 % / 2 % of the training set,
+# decoded, scored (CER/WER), and RESULTS.md reports CER per fine-tuning size, parameters and decoding
+# real-time factor.
 #
 #   ./run.sh                              # default config (~45 min on an idle 2-core machine)
 #   ./run.sh --conf_tag smoke             # smoke config (a few minutes)
 #   ./run.sh --stage 6 --stop_stage 9     # re-run some stages (each reads only earlier outputs)
 #   ./run.sh --stage 7 --jobs 1           # fine-tune + decode one model at a time (stage 7 = 7 and 8)
 #   ./run.sh --students "sw sw_disc"      # a subset of the students
+#   ./run.sh --teacher /path/to/hubert_base   # any checkpoint dir as the teacher (speechkd-import-checkpoint)
 #   cmd_backend=slurm ./run.sh            # send the stages to Slurm (conf/slurm.conf)
 set -euo pipefail
 
@@ -25,9 +27,12 @@ key_students="sw sw_disc"  # the key comparison (with vs without L_disc): run wi
 seeds="1 2"
 ft_sizes="100 10 2"        # % of the training set labelled for CTC fine-tuning
 fb_freeze=true             # stage B keeps the distilled Fbank front-end frozen
+teacher=                   # teacher checkpoint dir (default: the zoo's ssl_en_cnn, steps/zoo_teacher.sh)
+sw_layers=                 # S&W depth at the teacher's width (default: 2 = L_t/4; smoke: 1)
+dt_layers=                 # D&T depth, width solved for the S&W parameter count (default: the teacher's 8; smoke: 2)
 jobs=2                     # distillations / fine-tunings run in parallel (one torch thread each)
 corpus_seed=1
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--students '...'] [--seeds '1 2']"
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--students '...'] [--seeds '1 2'] [--teacher DIR]"
 
 . ./path.sh
 . ./cmd.sh
@@ -35,6 +40,7 @@ help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] 
 
 sfx=""
 [ "$conf_tag" = default ] || sfx="_${conf_tag}"
+if [ "$conf_tag" = smoke ]; then : "${sw_layers:=1}" "${dt_layers:=2}"; else : "${sw_layers:=2}" "${dt_layers:=8}"; fi
 # one intra-op thread per process: parallel jobs on a few shared cores otherwise thrash (measured here:
 # MFCC extraction 104 utt/s with 1 thread vs 1.6 utt/s with 2 on a loaded 2-core machine)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
@@ -44,9 +50,9 @@ cmvn=dump/fbank/train/cmvn.npz
 # Student structures (speechkd-distill overrides on top of conf/distill*.yaml).
 student_opts() {
   case $1 in
-    sw)      echo "--student.n_layers 2 --student.init jump --student.head expand_last" ;;
+    sw)      echo "--student.n_layers $sw_layers --student.init jump --student.head expand_last" ;;
     sw_disc) echo "$(student_opts sw) --loss.w_disc 1.0" ;;
-    dt)      echo "--student.n_layers 4 --student.match_layers 2 --student.init none --student.head layerwise" ;;
+    dt)      echo "--student.n_layers $dt_layers --student.match_layers $sw_layers --student.init none --student.head layerwise" ;;
     dt_disc) echo "$(student_opts dt) --loss.w_disc 1.0" ;;
     fb)      echo "$(student_opts sw) --student.frontend fbank --data.cmvn $cmvn" ;;
     fb_disc) echo "$(student_opts fb) --loss.w_disc 1.0" ;;
@@ -87,10 +93,8 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-  log "stage 5: mini HuBERT teacher (thin CNN front-end, MFCC k-means targets) on all train audio"
-  mkdir -p exp/teacher
-  ${cuda_cmd} --gpu 1 exp/teacher/pretrain.log \
-    speechkd-pretrain --config conf/pretrain${sfx}.yaml --train-data data/train --valid-data data/dev --exp exp/teacher
+  log "stage 5: teacher exp/teacher/model: ${teacher:-zoo ssl_en_cnn (English HuBERT, waveform CNN)}"
+  steps/zoo_teacher.sh --conf_tag "$conf_tag" --teacher "$teacher" ssl_en_cnn exp/teacher/model
 fi
 
 # Run "$@" in the background, at most $jobs at a time; wait_all fails if any of them failed.

@@ -8,11 +8,13 @@
 #   ./run.sh --conf_tag smoke             # smoke config (2-4 min)
 #   ./run.sh --stage 5 --stop_stage 8     # re-run only some stages (each reads only earlier outputs)
 #   ./run.sh --methods "cosine pad" --seeds "1 2 3"
+#   ./run.sh --teacher exp/hubert_base --text_teacher exp/bert   # any speech / HF text checkpoint dirs instead
 #   cmd_backend=slurm ./run.sh            # send the stages to Slurm (conf/slurm.conf)
 #
-# Stages: 1 synthesise the SLU corpus (espeak-ng) | 2 Fbank + CMVN | 3 speech SSL teacher (HuBERT iter 1)
-# | 4 text teacher (mini masked LM) | 5 distillation per method (and seed) | 6 labelled subsets
-# | 7 intent fine-tuning + test accuracy | 8 RESULTS.md
+# Stages: 1 synthesise the SLU corpus (espeak-ng) | 2 Fbank + CMVN | 3 speech SSL teacher: the zoo's ssl_ml
+# (egs/mini_espeak/ssl; multilingual HuBERT with an Fbank front-end, English among its languages) | 4 text
+# teacher: the zoo's text_ml (multilingual masked LM, HF format) | 5 distillation per method (and seed)
+# | 6 labelled subsets | 7 intent fine-tuning + test accuracy | 8 RESULTS.md
 set -euo pipefail
 
 stage=1
@@ -23,8 +25,10 @@ seeds="1 2"            # seeds (distillation + labelled subset + intent head)
 all_seed_methods="none infonce pad pad_infonce"   # methods run with every seed; the others with the first seed only
 methods="mse cosine infonce uniform pad pad_noprior pad_word pad_infonce uniform_infonce pad_infonce_noprior pad_infonce_word"   # distillation variants (steps/pad_distill.sh)
 per_intent=3           # labelled utterances per intent for the intent head
+teacher=               # speech SSL checkpoint dir (default: the zoo's ssl_ml, steps/zoo_teacher.sh)
+text_teacher=          # text model dir, Hugging Face format (default: the zoo's text_ml)
 corpus_seed=1
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--seeds '1 2'] [--methods '...']"
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--seeds '1 2'] [--methods '...'] [--teacher DIR] [--text_teacher DIR]"
 
 . ./path.sh
 . ./cmd.sh
@@ -49,26 +53,19 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  log "stage 3: speech SSL teacher (HuBERT iteration 1: MFCC k-means targets) on the SLU training audio"
-  mkdir -p exp/teacher
-  ${cuda_cmd} --gpu 1 exp/teacher/train.log \
-    speechkd-pretrain --config conf/pretrain${sfx}.yaml --train-data data/train --valid-data data/dev \
-      --exp exp/teacher
+  log "stage 3: speech SSL teacher exp/teacher/model: ${teacher:-zoo ssl_ml}"
+  steps/zoo_teacher.sh --conf_tag "$conf_tag" --teacher "$teacher" ssl_ml exp/teacher/model
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  log "stage 4: text teacher (mini masked LM, HF format) on SLU train transcripts + English fortunes"
-  mkdir -p exp/text_lm_log
-  local/make_lm_text.py --slu-text data/train/text --n-extra "$([ "$conf_tag" = smoke ] && echo 200 || echo 3000)" \
-    --out data/lm_text
-  ${train_cmd} exp/text_lm_log/train.log \
-    speechkd-train-text-model --config conf/text_lm${sfx}.yaml --text data/lm_text --out exp/text_lm --no-progress
+  log "stage 4: text teacher exp/text_lm/model: ${text_teacher:-zoo text_ml}"
+  steps/zoo_teacher.sh --conf_tag "$conf_tag" --teacher "$text_teacher" text_ml exp/text_lm/model
 fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   log "stage 5: distillation: $methods (seeds '$seeds' for: $all_seed_methods)"
   steps/pad_distill.sh --nj "$nj" --cmd "$cuda_cmd" --pad_conf conf/pad${sfx}.yaml --methods "$methods" --seeds "$seeds" \
-    --all_seed_methods "$all_seed_methods" data/train data/dev exp/teacher/model exp/text_lm exp/distill
+    --all_seed_methods "$all_seed_methods" data/train data/dev exp/teacher/model exp/text_lm/model exp/distill
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then

@@ -60,6 +60,13 @@ def teacher_notes(teacher="exp/teacher", data="data/dev") -> list:
         k = model.cfg.num_labels
         notes.append(f"Teacher pretraining, last validation: masked-prediction accuracy {get('acc_m')}, "
                      f"unmasked {get('acc_u')} (chance with {k} classes: {1 / max(1, k):.3f}).")
+    elif (model_dir / "card.json").exists():   # a zoo teacher: its model card has the pretraining curve
+        card = json.loads((model_dir / "card.json").read_text())
+        k = model.cfg.num_labels
+        for it, d in card.get("iterations", {}).items():
+            notes.append(f"Teacher (zoo {card.get('name', model_dir.resolve().name)}, {it}), last validation: "
+                         f"masked-prediction accuracy {d.get('valid_acc_m_last', '?')} "
+                         f"(chance with {k} classes: {1 / max(1, k):.3f}).")
     if (Path(data) / "wav.scp").exists():
         with torch.no_grad():
             out = model(WavDataset(data)[0]["x"][None])
