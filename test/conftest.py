@@ -86,3 +86,15 @@ def slurm_env(tmp_path_factory):
                    capture_output=True)
 
 
+
+
+@pytest.fixture(scope="session")
+def smoke_zoo(tmp_path_factory):
+    """The smoke-size teacher zoo (egs/mini_espeak/ssl --conf_tag smoke, stages 1-10), built once per test
+    session in a scratch copy of the recipe; returns its zoo dir (ssl_ml, ssl_en_cnn, text_ml). Recipe
+    tests pass it to their run.sh as SPEECHKD_ZOO so that no test trains a private teacher."""
+    from recipe_runner import copy_recipe, run_recipe
+
+    rdir = copy_recipe("mini_espeak/ssl", tmp_path_factory.mktemp("zoo"))
+    run_recipe(rdir, "--conf_tag", "smoke", "--stop_stage", "10")
+    return rdir / "exp_smoke" / "zoo"

@@ -21,8 +21,9 @@ def copy_recipe(recipe: str, tmp: Path) -> Path:
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(src, dst, symlinks=True,
                     ignore=shutil.ignore_patterns("data", "dump", "exp", "run.log", "RESULTS*.md", "*.png"))
-    (tmp / "egs" / "TEMPLATE").symlink_to(REPO / "egs" / "TEMPLATE")
-    (tmp / "utils").symlink_to(REPO / "utils")
+    for link, target in ((tmp / "egs" / "TEMPLATE", REPO / "egs" / "TEMPLATE"), (tmp / "utils", REPO / "utils")):
+        if not link.exists():   # several recipes may share one scratch tree
+            link.symlink_to(target)
     corpus_conf = src.parent / "conf"
     if corpus_conf.is_dir() and not (dst.parent / "conf").exists():
         (dst.parent / "conf").symlink_to(corpus_conf)

@@ -41,6 +41,7 @@ class CTCInference:
     device: torch.device
     sample_rate: int = 16000
     frame_shift: float = 0.02     # seconds per output frame
+    precision: str = "fp32"       # autocast of the forward pass (speechkd.train.precision); log-probs in fp32
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -80,8 +81,12 @@ def find_cmvn(ckpt_dir, config: Optional[dict] = None) -> Optional[Path]:
     return None
 
 
-def load_ctc_for_inference(ckpt_dir, tokenizer_dir=None, cmvn=None, device="auto") -> CTCInference:
-    """Load a CTC checkpoint (``load_checkpoint``), its tokenizer and CMVN; model in eval mode on ``device``."""
+def load_ctc_for_inference(ckpt_dir, tokenizer_dir=None, cmvn=None, device="auto",
+                           precision="auto") -> CTCInference:
+    """Load a CTC checkpoint (``load_checkpoint``), its tokenizer and CMVN; model in eval mode on ``device``;
+    ``precision`` (auto | fp32 | bf16 | fp16) is the autocast of the forward pass."""
+    from ..train.precision import resolve_precision
+
     from ..asr.tokenizer import load_tokenizer
     from ..models.checkpoint import load_checkpoint
 
@@ -106,7 +111,8 @@ def load_ctc_for_inference(ckpt_dir, tokenizer_dir=None, cmvn=None, device="auto
     n_out = int(model.output_lengths(torch.tensor([n_in]))[0]) if hasattr(model, "output_lengths") else 0
     frame_shift = (60.0 / n_out) if n_out else 0.02
     frame_shift = round(frame_shift, 4)
-    return CTCInference(model, config, tok, frontend, cmvn_path, dev, sample_rate, frame_shift)
+    prec, _ = resolve_precision(precision, dev)
+    return CTCInference(model, config, tok, frontend, cmvn_path, dev, sample_rate, frame_shift, prec)
 
 
 def make_inference_dataset(m: CTCInference, data_dir, utts: Optional[Sequence[str]] = None):
@@ -127,7 +133,9 @@ def iter_log_probs(m: CTCInference, data_dir, utts: Optional[Sequence[str]] = No
 
     from ..data.collate import collate
     from ..data.sampler import make_batches
+    from ..train.precision import autocast, resolve_precision
 
+    _, dtype = resolve_precision(m.precision, m.device, quiet=True)
     ds = make_inference_dataset(m, data_dir, utts)
     per_sec = 100 if m.frontend == "fbank" else m.sample_rate
     batches = make_batches(ds.lengths, max(1, int(batch_seconds * per_sec)))
@@ -135,7 +143,8 @@ def iter_log_probs(m: CTCInference, data_dir, utts: Optional[Sequence[str]] = No
     for idx in batches:
         batch = collate([ds[i] for i in idx])
         x, lens = batch["x"].to(m.device), batch["x_lengths"].to(m.device)
-        out = m.model(x, lens, mask=False) if _accepts_mask(m.model) else m.model(x, lens)
+        with autocast(m.device, dtype):
+            out = m.model(x, lens, mask=False) if _accepts_mask(m.model) else m.model(x, lens)
         log_probs, out_lens = out[0], out[1]
         log_probs = log_probs.float().log_softmax(-1)  # no-op for log posteriors; safe for logits
         if out_lens is None:

@@ -45,6 +45,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge", action="store_true", help="merge split<nj>/text.* into text and stop")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1")
     p.add_argument("--batch-seconds", type=float, default=60.0, help="padded audio seconds per batch")
+    p.add_argument("--precision", default="auto", help="auto (bf16 where the CPU/GPU has it) | fp32 | bf16 | fp16")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -104,9 +105,9 @@ def _main(argv=None):
     utts = _read_list(args.utt_list) if args.utt_list else None
     if args.nj > 1:
         utts = split_utts(utts if utts is not None else d.utt_ids(), args.nj, args.job)
-    m = load_ctc_for_inference(args.ckpt, args.tokenizer, args.cmvn, args.device)
-    log.info("decoding %s with %s (%s front-end, %d units, beam %d) on %s", data, args.ckpt, m.frontend,
-             m.tokenizer.vocab_size, args.beam, m.device)
+    m = load_ctc_for_inference(args.ckpt, args.tokenizer, args.cmvn, args.device, args.precision)
+    log.info("decoding %s with %s (%s front-end, %d units, beam %d) on %s, precision %s", data, args.ckpt,
+             m.frontend, m.tokenizer.vocab_size, args.beam, m.device, m.precision)
     text, tokens, stats = decode_datadir(m, data, utts, beam=args.beam, insertion_bonus=args.insertion_bonus,
                                          batch_seconds=args.batch_seconds, progress=not args.no_progress)
     if args.nj > 1:
@@ -118,7 +119,7 @@ def _main(argv=None):
 
         env = collect_environment(".")
         dev = torch.cuda.get_device_name(m.device) if m.device.type == "cuda" else env["cpu"]
-        save_config({"ckpt": str(args.ckpt), "data": str(data), "beam": args.beam,
+        save_config({"ckpt": str(args.ckpt), "data": str(data), "beam": args.beam, "precision": m.precision,
                      "insertion_bonus": args.insertion_bonus, "device": str(m.device), "device_name": dev,
                      "torch": str(torch.__version__), **stats}, out / "decode.yaml")
     log.info("%d utterances, %.1f s of audio in %.1f s (RTF %s) -> %s", stats["utts"], stats["audio_s"],
