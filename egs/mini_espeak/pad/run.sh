@@ -12,7 +12,10 @@
 #   cmd_backend=slurm ./run.sh            # send the stages to Slurm (conf/slurm.conf)
 #
 # Stages: 1 synthesise the SLU corpus (espeak-ng) | 2 Fbank + CMVN | 3 speech SSL teacher: the zoo's ssl_ml
-# (egs/mini_espeak/ssl; multilingual HuBERT with an Fbank front-end, English among its languages) | 4 text
+# (egs/mini_espeak/ssl; multilingual HuBERT with an Fbank front-end, English among its languages; chosen
+# over the English-only ssl_en_cnn because this recipe's data stage and configs are Fbank ones: stage 2's
+# features + CMVN feed the teacher, and its 11 distillations + intent heads are sized for an Fbank encoder,
+# while the waveform CNN costs ~4x the transformer per step on CPU) | 4 text
 # teacher: the zoo's text_ml (multilingual masked LM, HF format) | 5 distillation per method (and seed)
 # | 6 labelled subsets | 7 intent fine-tuning + test accuracy | 8 RESULTS.md
 set -euo pipefail
