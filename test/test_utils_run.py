@@ -80,3 +80,57 @@ def test_bad_usage_exits_1(tmp_path):
     assert r.returncode == 1 and "usage:" in r.stderr
     r = run(tmp_path, "--max-jobs-run", "0", "log/x.log", "true")
     assert r.returncode == 1 and "at least 1" in r.stderr
+
+
+# ---- thread defaults: jobs x threads <= cores unless the user chose
+_SHOW_THREADS = "echo OMP=${OMP_NUM_THREADS:-unset} MKL=${MKL_NUM_THREADS:-unset}"
+
+
+def _clean_env(**extra):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env.update(extra)
+    return env
+
+
+def run_env(tmp_path, env, *args):
+    return subprocess.run([str(RUN), *args], capture_output=True, text=True, cwd=tmp_path, timeout=60, env=env)
+
+
+def _shown(tmp_path, pattern, jobs):
+    return [next(ln for ln in (tmp_path / pattern.format(j)).read_text().splitlines() if ln.startswith("OMP="))
+            for j in jobs]
+
+
+def test_parallel_jobs_default_to_one_thread_each(tmp_path):
+    r = run_env(tmp_path, _clean_env(), "--max-jobs-run", "2", "JOB=1:3", "log/t.JOB.log", _SHOW_THREADS)
+    assert r.returncode == 0, r.stderr
+    assert _shown(tmp_path, "log/t.{}.log", [1, 2, 3]) == ["OMP=1 MKL=1"] * 3
+    assert "# Accounting: time=" in (tmp_path / "log/t.1.log").read_text()
+    assert "threads=1" in (tmp_path / "log/t.1.log").read_text()
+
+
+def test_lone_job_keeps_library_default(tmp_path):
+    # one job at a time (a single job, or --max-jobs-run 1): it may use every core
+    r = run_env(tmp_path, _clean_env(), "log/one.log", _SHOW_THREADS)
+    assert r.returncode == 0, r.stderr
+    r = run_env(tmp_path, _clean_env(), "--max-jobs-run", "1", "JOB=1:2", "log/s.JOB.log", _SHOW_THREADS)
+    assert r.returncode == 0, r.stderr
+    assert _shown(tmp_path, "log/{}.log", ["one"]) + _shown(tmp_path, "log/s.{}.log", [1, 2]) == \
+        ["OMP=unset MKL=unset"] * 3
+
+
+def test_explicit_num_threads_wins(tmp_path):
+    r = run_env(tmp_path, _clean_env(), "--max-jobs-run", "2", "--num-threads", "3", "JOB=1:2", "log/n.JOB.log",
+                _SHOW_THREADS)
+    assert r.returncode == 0, r.stderr
+    assert _shown(tmp_path, "log/n.{}.log", [1, 2]) == ["OMP=3 MKL=3"] * 2
+
+
+def test_user_exported_omp_num_threads_wins(tmp_path):
+    env = _clean_env(OMP_NUM_THREADS="2")
+    for opts, name in (([], "u"), (["--num-threads", "4"], "v")):
+        r = run_env(tmp_path, env, "--max-jobs-run", "2", *opts, "JOB=1:2", f"log/{name}.JOB.log", _SHOW_THREADS)
+        assert r.returncode == 0, r.stderr
+        assert _shown(tmp_path, f"log/{name}.{{}}.log", [1, 2]) == ["OMP=2 MKL=unset"] * 2

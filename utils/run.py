@@ -20,8 +20,13 @@ Exit status 0 when every job succeeded; otherwise prints
 ``utils/run.py: K / N failed, log is in exp/log/feats.3.log`` and exits 1.
 
 ``--mem``, ``--time`` and ``--gpu`` are accepted and ignored here (they matter to utils/slurm.py), as is
-any other ``--name value`` option; ``--num-threads T`` sets OMP_NUM_THREADS/MKL_NUM_THREADS for the
-jobs unless already set. Ctrl-C or SIGTERM kills the running jobs.
+any other ``--name value`` option. Ctrl-C or SIGTERM kills the running jobs.
+
+Threads: ``--num-threads T`` sets OMP_NUM_THREADS/MKL_NUM_THREADS (read by torch) for the jobs unless already
+set in the environment. Without it, when several jobs run at once (``min(--max-jobs-run, number of jobs)``
+> 1), each job gets OMP_NUM_THREADS=MKL_NUM_THREADS=1 so that jobs x threads never exceeds the cores (torch
+would otherwise start one thread per core in every job); a lone job keeps the library default (all cores).
+An OMP_NUM_THREADS the user exported is never overridden.
 """
 from __future__ import annotations
 
@@ -42,6 +47,23 @@ USAGE = ("usage: utils/run.py [--max-jobs-run N] [--mem M] [--time T] [--gpu G] 
          "[JOB=1:N] log-file command args...")
 
 
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def cpu_count() -> int:
+    """Cores this process may run on (its affinity mask, e.g. under taskset), else os.cpu_count()."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_threads(concurrent_jobs: int) -> int | None:
+    """Threads per job when --num-threads is not given: 1 when jobs run at once, None (library default,
+    all cores) for a lone job."""
+    return 1 if concurrent_jobs > 1 else None
+
+
 class LocalRunner:
     """Run the jobs of a :class:`JobSpec` as local bash processes, ``max_jobs`` at a time.
 
@@ -52,17 +74,21 @@ class LocalRunner:
     """
 
     def __init__(self, spec: JobSpec, max_jobs: int, threads: int | None = None):
-        self.spec, self.max_jobs, self.threads = spec, max_jobs, threads
+        self.spec, self.max_jobs = spec, max_jobs
+        self.threads = threads if threads else default_threads(min(max_jobs, len(spec.jobs)))
         self._procs: dict[int, subprocess.Popen] = {}
         self._lock = threading.Lock()
         self._stopping = False
 
     def _env(self) -> dict:
         env = dict(os.environ)
-        if self.threads:
-            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if self.threads and "OMP_NUM_THREADS" not in os.environ:
+            for var in THREAD_VARS:
                 env.setdefault(var, str(self.threads))
         return env
+
+    def _threads_used(self) -> str:
+        return os.environ.get("OMP_NUM_THREADS") or str(self.threads or "default")
 
     def run_one(self, job: int) -> int:
         """Run job ``job``; return its exit code (writes the log header and footer)."""
@@ -88,7 +114,7 @@ class LocalRunner:
             if code < 0:  # killed by a signal: report it the way bash would
                 code = 128 - code
             elapsed = int(round(time.time() - start))
-            f.write(f"# Accounting: time={elapsed} threads={self.threads or 1}\n")
+            f.write(f"# Accounting: time={elapsed} threads={self._threads_used()}\n")
             f.write(f"# Ended (code {code}) at {time.strftime('%c')}, elapsed time {elapsed} seconds\n")
         return code
 
@@ -126,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     prog = sys.argv[0] if sys.argv and sys.argv[0] else "utils/run.py"
     try:
         spec = parse_command_line(argv)
-        max_jobs = positive_int(spec, "max_jobs_run", os.cpu_count() or 1)
+        max_jobs = positive_int(spec, "max_jobs_run", cpu_count())
         threads = positive_int(spec, "num_threads", None)
     except UsageError as e:
         return usage_exit(prog, USAGE, e)
