@@ -16,6 +16,16 @@ CASES = {
                  "--threads", "1", "--device", "cpu"],
     "rnnt_loss": ["--sizes", "6x2", "--big", "", "--batch", "1", "--vocab", "8", "--repeats", "1", "--device", "cpu"],
     "student_roofline": ["--layers", "1", "--d-model", "64", "--seconds", "0.5", "--matmul-n", "128", "--runs", "1"],
+    "train_throughput": ["--scale", "0.05", "--steps", "1", "--matmul-n", "128", "--threads", "1"],
+    "threads": ["--reps", "1", "--fbank-batch", "1", "--fbank-seconds", "0.5", "--train-seconds", "1"],
+}
+# ratio lines (label prefixes) each bench must print, beyond "at least one"
+EXPECTED = {
+    "train_throughput": [f"{t} train step bf16/fp32 audio-s per s" for t in ("pretrain", "distill", "finetune")]
+    + [f"{t} train step bf16: fraction of bf16 matmul rate" for t in ("pretrain", "distill", "finetune")],
+    "threads": [f"{w}: {what}" for w in ("fbank", "train")
+                for what in ("2 threads / 1 thread speed", "2 jobs x 1 thread / 1 thread throughput")],
+    "student_roofline": ["student inference / matmul peak"],
 }
 
 
@@ -28,3 +38,16 @@ def test_bench_prints_ratios(name):
     assert ratios, p.stdout[-2000:]
     for _, label, value, _meaning in ratios:
         assert float(value) > 0, label
+    for prefix in EXPECTED.get(name, []):
+        assert any(label.startswith(prefix) for _, label, _, _ in ratios), (prefix, [r[1] for r in ratios])
+
+
+def test_train_throughput_without_cuda_skips():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: the skip path is not taken")
+    p = subprocess.run([sys.executable, str(BENCH / "train_throughput.py"), "--device", "cuda"], capture_output=True,
+                       text=True, cwd=BENCH, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "CUDA is not available" in p.stdout
