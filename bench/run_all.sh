@@ -2,7 +2,7 @@
 # Run every benchmark and print one table of the ratios they measured (each ratio comes from one run of
 # one script on this machine: ours vs the reference measured side by side, never a stored number).
 #
-#   bash bench/run_all.sh            # quick sizes (~5 min on 2 idle cores)
+#   bash bench/run_all.sh            # quick sizes (~8 min on 2 idle cores)
 #   bash bench/run_all.sh --full     # each bench's default sizes
 #
 # Full logs: bench/logs/<name>.log. Installs the environment on first use.
@@ -21,8 +21,10 @@ declare -A quick=(
   [frontend]="--seconds 4 --runs 5 --device all"
   [rnnt_loss]="--sizes 25x5,50x10,100x20 --big 300x60 --repeats 2"
   [student_roofline]="--seconds 4 --runs 3"
+  [train_throughput]="--steps 2"
+  [threads]="--reps 3 --fbank-seconds 5"
 )
-order="fbank encoder frontend rnnt_loss student_roofline"
+order="fbank encoder frontend rnnt_loss student_roofline train_throughput threads"
 failed=""
 for b in $order; do
   args=${quick[$b]}
