@@ -15,18 +15,28 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def copy_recipe(recipe: str, tmp: Path) -> Path:
-    """``recipe`` like ``"mini_espeak/asr"``; returns the scratch recipe dir."""
+    """``recipe`` like ``"mini_espeak/asr"``; returns the scratch recipe dir. The other recipes of the same
+    corpus get their ``conf/`` linked (a corpus config may name a sibling's, e.g. the zoo pool excludes every
+    recipe corpus's sentences); a later ``copy_recipe`` of one of them replaces that stub by a full copy."""
     src = REPO / "egs" / recipe
     dst = tmp / "egs" / recipe
     dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.is_dir() and [p.name for p in dst.iterdir()] == ["conf"] and (dst / "conf").is_symlink():
+        shutil.rmtree(dst)   # a sibling's conf stub
     shutil.copytree(src, dst, symlinks=True,
-                    ignore=shutil.ignore_patterns("data", "dump", "exp", "run.log", "RESULTS*.md", "*.png"))
+                    ignore=shutil.ignore_patterns("data", "dump", "exp", "data_*", "dump_*", "exp_*", "run.log",
+                                                  "RESULTS*.md", "*.png"))
     for link, target in ((tmp / "egs" / "TEMPLATE", REPO / "egs" / "TEMPLATE"), (tmp / "utils", REPO / "utils")):
         if not link.exists():   # several recipes may share one scratch tree
             link.symlink_to(target)
     corpus_conf = src.parent / "conf"
     if corpus_conf.is_dir() and not (dst.parent / "conf").exists():
         (dst.parent / "conf").symlink_to(corpus_conf)
+    for sib in src.parent.iterdir():
+        stub = dst.parent / sib.name
+        if sib.is_dir() and (sib / "conf").is_dir() and (sib / "run.sh").exists() and not stub.exists():
+            stub.mkdir()
+            (stub / "conf").symlink_to(sib / "conf")
     return dst
 
 

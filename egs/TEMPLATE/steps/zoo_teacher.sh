@@ -43,6 +43,10 @@ if [ ! -f "$src/config.yaml" ] && [ ! -f "$src/config.json" ]; then
   echo "$0: $src is not a checkpoint dir (no config.yaml / config.json)" >&2
   exit 1
 fi
+if [ -e "$link" ] && [ ! -L "$link" ]; then
+  echo "$0: $link exists and is not a link (a teacher trained by an older recipe version?): move it away" >&2
+  exit 1
+fi
 mkdir -p "$(dirname "$link")"
 ln -sfn "$(realpath "$src")" "$link"
 echo "$0: $link -> $(realpath "$src")"

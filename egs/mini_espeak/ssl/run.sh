@@ -26,7 +26,7 @@ nj=2               # parallel jobs for synthesis, features, decoding
 conf_tag=default   # default | smoke
 seeds="1 2 3"      # fine-tuning seeds of the check
 n_label=40         # labelled utterances per language in the check
-inits="teacher scratch"
+inits="teacher scratch scratch_nomask"   # check rows: from ssl_ml, from scratch, from scratch without masking
 iter2_layer=       # layer of the iteration-1 model whose k-means gives the iteration-2 targets
                    # (default: layer: in conf/targets_iter2.yaml)
 max_parallel=2     # concurrent fine-tunings in stage 11 (one thread each)
@@ -150,6 +150,7 @@ if [ "$stage" -le 11 ] && [ "$stop_stage" -ge 11 ]; then
     local init=$1 seed=$2 dir=$exp/check/ft_$1/seed$2
     local init_opt=(--model.freeze_frontend false)   # from scratch: the random front-end learns too
     [ "$init" = teacher ] && init_opt=(--init "$zoo/ssl_ml")
+    [ "$init" = scratch_nomask ] && init_opt+=(--model.encoder.mask_time_prob 0 --model.encoder.mask_channel_prob 0)
     mkdir -p "$dir"
     ${cuda_cmd} --gpu 1 --num-threads 1 "$dir/run.log" \
       speechkd-finetune --config "conf/finetune${sfx}.yaml" "${init_opt[@]}" --train-data "$data/check/train_sub" \
@@ -157,7 +158,7 @@ if [ "$stage" -le 11 ] && [ "$stop_stage" -ge 11 ]; then
         --train.seed "$seed" --train.progress false
   }
   specs=()
-  for init in $inits; do for seed in $seeds; do specs+=("$init $seed"); done; done
+  for seed in $seeds; do for init in $inits; do specs+=("$init $seed"); done; done
   run_pool "$max_parallel" finetune_one "${specs[@]}"
 fi
 
