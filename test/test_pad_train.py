@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from speechkd.distill import pad_train as pt
+from speechkd.train import intent as it
 from speechkd.distill.pad import PADLoss, normalise_prior, uniform_prior, weighted_alignment_loss
 from speechkd.models.checkpoint import load_checkpoint, save_checkpoint
 from speechkd.models.ssl import SSLModel
@@ -18,10 +19,14 @@ TINY = dict(frontend="fbank", d_model=16, n_layers=1, n_heads=2, ffn_dim=32, pos
             layerdrop=0.0, mask_time_prob=0.05, mask_time_length=2, num_labels=5)
 
 
-def test_read_ctm_and_bad_line(tmp_path):
+def test_pad_reads_ctm_with_align_ctm(tmp_path):
+    from speechkd.align.ctm import read_ctm
+
+    assert pt.read_ctm is read_ctm                                   # one CTM reader
     p = tmp_path / "words.ctm"
     p.write_text("u1 1 0.00 0.20 turn\nu1 1 0.20 0.30 on\nu2 1 0.1 0.1 hi\n")
-    assert pt.read_ctm(p) == {"u1": [("turn", 0.0, 0.2), ("on", 0.2, 0.3)], "u2": [("hi", 0.1, 0.1)]}
+    got = {u: [(e.token, e.start, e.dur) for e in es] for u, es in pt.read_ctm(p).items()}
+    assert got == {"u1": [("turn", 0.0, 0.2), ("on", 0.2, 0.3)], "u2": [("hi", 0.1, 0.1)]}
     p.write_text("u1 1 0.00 0.20 turn\nu1 1 x 0.30 on\n")
     with pytest.raises(DataError, match=r"words.ctm:2:"):
         pt.read_ctm(p)
@@ -30,14 +35,20 @@ def test_read_ctm_and_bad_line(tmp_path):
         pt.read_ctm(p)
 
 
+def _ctm(rows):
+    from speechkd.align.ctm import CTMEntry
+
+    return [CTMEntry("u", start, dur, tok) for tok, start, dur in rows]
+
+
 def test_text_units_and_unit_record_by_hand():
     pieces = torch.tensor([[1.0, 0.0], [3.0, 2.0], [5.0, 4.0]])
     # word 0 = piece 0 ("▁on", 2 letters); word 1 = pieces 1, 2 ("▁l" 1 letter, "ights" 5 letters)
     tu = pt.TextUnits(pieces, [0, 1, 1], ["▁on", "▁l", "ights"], [2, 1, 5])
     assert tu.words.tolist() == [[1.0, 0.0], [4.0, 3.0]]
     assert tu.utterance.tolist() == [[3.0, 2.0]]
-    words = [("on", 0.0, 0.2), ("lights", 0.2, 0.6)]
-    phones = [("a", 0.0, 0.1), ("l", 0.2, 0.1), ("t", 0.5, 0.1)]
+    words = _ctm([("on", 0.0, 0.2), ("lights", 0.2, 0.6)])
+    phones = _ctm([("a", 0.0, 0.1), ("l", 0.2, 0.1), ("t", 0.5, 0.1)])
     rec = pt._unit_record("u", tu, words, phones, 40, 50.0, ["on", "lights"],
                           ["utterance", "word", "subword", "phone"])
     assert rec["spans"]["utterance"] == [(0, 40)]
@@ -51,9 +62,9 @@ def test_text_units_and_unit_record_by_hand():
     assert rec["labels"]["subword"] == ["▁on", "▁l", "ights"]
     assert rec["durations"]["word"] == [10.0, 30.0]
     with pytest.raises(DataError, match="differ"):
-        pt._unit_record("u", tu, [("on", 0, .2), ("light", .2, .4)], None, 40, 50.0, ["on", "lights"], ["word"])
+        pt._unit_record("u", tu, _ctm([("on", 0, .2), ("light", .2, .4)]), None, 40, 50.0, ["on", "lights"], ["word"])
     with pytest.raises(DataError, match="2 words"):
-        pt._unit_record("u", tu, words + [("x", .6, .1)], None, 40, 50.0, ["on", "lights", "x"], ["word"])
+        pt._unit_record("u", tu, words + _ctm([("x", .6, .1)]), None, 40, 50.0, ["on", "lights", "x"], ["word"])
     # no CTM: the text model's words, spans from their letters (2 : 6 over 40 frames)
     rec = pt._unit_record("u", tu, None, None, 40, 50.0, ["on", "lights"], ["word"])
     assert rec["spans"]["word"] == [(0, 10), (10, 40)] == pt.char_spans(["on", "lights"], 40)
@@ -122,16 +133,16 @@ def test_pad_task_forward_backward():
 
 
 def test_intent_score_and_labelled_subset(tmp_path):
-    st = pt.intent_score({"a": "x", "b": "y", "c": "y"}, {"a": "x", "b": "x", "c": "y"})
+    st = it.intent_score({"a": "x", "b": "y", "c": "y"}, {"a": "x", "b": "x", "c": "y"})
     assert st == {"snt": 3, "wrd": 3, "corr": 2, "sub": 1, "dele": 0, "ins": 0, "serr": 1}
     with pytest.raises(ConfigError):
-        pt.intent_score({"a": "x"}, {})
+        it.intent_score({"a": "x"}, {})
     (tmp_path / "utt2intent").write_text("".join(f"u{i:02d} {'ab'[i % 2]}\n" for i in range(10)))
-    s1 = pt.select_labelled(tmp_path, 2, seed=1)
-    assert len(s1) == 4 and s1 == sorted(s1) and s1 == pt.select_labelled(tmp_path, 2, seed=1)
+    s1 = it.select_labelled(tmp_path, 2, seed=1)
+    assert len(s1) == 4 and s1 == sorted(s1) and s1 == it.select_labelled(tmp_path, 2, seed=1)
     labels = [int(u[1:]) % 2 for u in s1]
     assert labels.count(0) == 2 and labels.count(1) == 2
-    assert len(pt.select_labelled(tmp_path, 9, seed=1)) == 10
+    assert len(it.select_labelled(tmp_path, 9, seed=1)) == 10
 
 
 # ------------------------------------------------------------------------------------ end to end
@@ -197,13 +208,13 @@ def test_distil_finetune_evaluate_tiny(tmp_path):
 
     icfg = pt.merge(small, {"model": {"hidden_dim": 8}, "finetune": {"freeze_encoder": True},
                             "train": {"max_steps": 6}})
-    mdir = pt.finetune_intent(icfg, tmp_path / "train", out, tmp_path / "intent",
+    mdir = it.finetune_intent(icfg, tmp_path / "train", out, tmp_path / "intent",
                               intents=[i for _, i in sents] + ["bring_shoes_none"])
     model, mcfg = load_checkpoint(mdir)
     assert mcfg["model"]["type"] == "intent" and len(model.intents) == 4
     enc = {k: v for k, v in student.state_dict().items() if not k.startswith("head.")}
     assert all(torch.equal(model.encoder.state_dict()[k], v) for k, v in enc.items())   # encoder frozen
-    res = pt.evaluate_intent(mdir, tmp_path / "test", tmp_path / "intent" / "decode_test")
+    res = it.evaluate_intent(mdir, tmp_path / "test", tmp_path / "intent" / "decode_test")
     assert res["n"] == 6 and 0.0 <= res["accuracy"] <= 100.0
     score = json.loads((tmp_path / "intent" / "decode_test" / "score.json").read_text())
     assert score["units"]["intent"]["Corr"] == pytest.approx(res["accuracy"], abs=1e-3)

@@ -52,25 +52,25 @@ def get_parser() -> argparse.ArgumentParser:
 
 def _main(argv=None):
     args = parse_args(get_parser(), argv)
-    from ..distill import pad_train
+    from ..train import intent
 
     if args.cmd == "train":
-        cfg = load_config(args.config, args.overrides, defaults=pad_train.INTENT_DEFAULTS)
+        cfg = load_config(args.config, args.overrides, defaults=intent.INTENT_DEFAULTS)
         intents = None
         if args.intents:
             with open(args.intents, encoding="utf-8") as f:
                 intents = [line.strip() for line in f if line.strip()]
-        model_dir = pad_train.finetune_intent(cfg, args.train_data, args.init, args.exp, args.valid_data, intents)
+        model_dir = intent.finetune_intent(cfg, args.train_data, args.init, args.exp, args.valid_data, intents)
         for d in args.eval_data:
-            res = pad_train.evaluate_intent(model_dir, d, Path(args.exp) / f"decode_{Path(d).name}")
+            res = intent.evaluate_intent(model_dir, d, Path(args.exp) / f"decode_{Path(d).name}")
             print(f"{d}: {res['accuracy']:.2f}")
     elif args.cmd == "eval":
-        res = pad_train.evaluate_intent(args.model, args.data, args.out)
+        res = intent.evaluate_intent(args.model, args.data, args.out)
         print(f"{res['accuracy']:.2f}")
     else:
         from ..data.datadir import subset_datadir
 
-        utts = pad_train.select_labelled(args.data, args.per_intent, args.seed)
+        utts = intent.select_labelled(args.data, args.per_intent, args.seed)
         subset_datadir(args.data, args.out, utts)
         print(f"{len(utts)} utterances -> {args.out}")
     return 0

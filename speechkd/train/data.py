@@ -99,3 +99,13 @@ def make_loader(ds, frontend: str, data_cfg: dict, seed: int = 0, train: bool = 
                                  rank=None if train else 0)
     return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate,
                                        num_workers=int(data_cfg.get("num_workers", 0)))
+
+
+def copy_files_into(files):
+    """``extra_save_fn`` for :class:`~speechkd.train.trainer.Trainer`: copy the existing ``files``
+    (None entries skipped) into each saved checkpoint dir under their own names."""
+    def fn(d: Path):
+        for f in files:
+            if f is not None and Path(f).exists():
+                shutil.copyfile(f, d / Path(f).name)
+    return fn
