@@ -228,3 +228,32 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path):
         build_model({"type": "nope"})
     with pytest.raises(ConfigError, match="no config.yaml"):
         load_checkpoint(tmp_path)
+
+
+def test_registry_providers_import_and_build_every_type():
+    import importlib
+    import importlib.util
+
+    from speechkd.models import checkpoint as ck
+    from speechkd.models.transducer import TransducerConfig
+
+    for mod in ck._PROVIDERS:
+        assert importlib.util.find_spec(mod) is not None, mod
+        importlib.import_module(mod)
+    ck._import_providers()
+    assert {cls.__module__ for cls in ck.MODEL_REGISTRY.values()} <= set(ck._PROVIDERS)
+    enc = mini_ssl().cfg.to_dict()
+    # each registered type from its default config (plus the sizes it requires)
+    configs = {
+        "ssl": {"type": "ssl", **SSLConfig.from_dict(enc).to_dict()},
+        "ctc": {"type": "ctc", "encoder": enc, "vocab_size": 7},
+        "transducer": {"type": "transducer", **TransducerConfig(vocab_size=7).__dict__},
+        "intent": {"type": "intent", "encoder": enc, "intents": ["a", "b", "c"]},
+    }
+    assert set(ck.MODEL_REGISTRY) == set(configs), "a registered type has no build check here"
+    for name, cfg in configs.items():
+        model = build_model(cfg)
+        assert type(model) is ck.MODEL_REGISTRY[name] and sum(p.numel() for p in model.parameters()) > 0
+        if hasattr(model, "model_config"):
+            assert model.model_config()["type"] == name
+            assert type(build_model(model.model_config())) is type(model)
