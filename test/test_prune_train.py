@@ -16,8 +16,8 @@ from speechkd.models.transducer import TransducerModel
 from speechkd.prune.magnitude import magnitude_masks
 from speechkd.prune.masks import apply_masks, prunable_names
 from speechkd.prune.pathways import load_pathway_masks
-from speechkd.prune.train import (LanguageBatchSampler, count_params, plain_state_dict, prune_transducer,
-                                  train_transducer)
+from speechkd.prune.train import prune_transducer
+from speechkd.train.transducer import LanguageBatchSampler, count_params, plain_state_dict, train_transducer
 from speechkd.utils.errors import ConfigError
 
 TINY = {"d_model": 16, "n_layers": 1, "n_heads": 2, "ffn_dim": 32, "dropout": 0.0, "subsampling_channels": 4,

@@ -107,7 +107,7 @@ def params_summary(models: dict) -> dict:
     """``params_<lang>`` (k non-zero), mean ``sparsity`` (%), ``params_unique`` (k) over ``{lang: model}``."""
     import torch
 
-    from speechkd.prune.train import count_params
+    from speechkd.train.transducer import count_params
 
     info, seen = {}, {}
     spars = []

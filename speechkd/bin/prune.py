@@ -38,9 +38,9 @@ def get_parser() -> argparse.ArgumentParser:
 
 def _main(argv=None):
     args = parse_args(get_parser(), argv)
-    from ..prune.train import TRANSDUCER_DEFAULTS, prune_transducer
+    from ..prune.train import PRUNE_DEFAULTS, prune_transducer
 
-    cfg = load_config(args.config, args.overrides, defaults=TRANSDUCER_DEFAULTS)
+    cfg = load_config(args.config, args.overrides, defaults=PRUNE_DEFAULTS)
     prune_transducer(cfg, args.train_data, args.valid_data, args.exp, init=args.init, token_dir=args.token_dir,
                      languages=args.langs.split(",") if args.langs else None)
 

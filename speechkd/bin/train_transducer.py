@@ -21,7 +21,8 @@ Usage::
 Writes ``<exp>/model/`` (transducer checkpoint + tokenizer/ + cmvn.npz), ``train.log``, ``tensorboard/``,
 ``checkpoints/``, ``params.json``; pathways add ``masks.pt``, ``overlap.{png,md}`` and ``export/<lang>/``
 (one sparse checkpoint per language). Every config key can be overridden (``--optim.lr 2e-3``).
-Re-running the same command resumes from the newest checkpoint. See :mod:`speechkd.prune.train`.
+Re-running the same command resumes from the newest checkpoint. See :mod:`speechkd.train.transducer`
+(masked and pathways training: :mod:`speechkd.prune.train`).
 """
 from __future__ import annotations
 
@@ -52,12 +53,14 @@ def _main(argv=None):
     args = parse_args(get_parser(), argv)
     import torch
 
-    from ..prune.train import TRANSDUCER_DEFAULTS, load_masks_files, train_transducer
+    from ..train.transducer import TRANSDUCER_DEFAULTS, train_transducer
 
     cfg = load_config(args.config, args.overrides, defaults=TRANSDUCER_DEFAULTS)
     langs = args.langs.split(",") if args.langs else None
     masks = pathway_masks = None
     if args.masks:
+        from ..prune.train import load_masks_files
+
         got = load_masks_files(args.masks)
         if args.mode == "pathways":
             pathway_masks = got
