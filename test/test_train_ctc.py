@@ -1,4 +1,4 @@
-"""CTC fine-tuning library: greedy decoding/edit distance by hand, extra-loss hook with trainable extras."""
+"""CTC fine-tuning library: greedy decoding/token errors by hand, extra-loss hook with trainable extras."""
 from __future__ import annotations
 
 import shutil
@@ -6,17 +6,18 @@ import shutil
 import torch
 from torch import nn
 
-from speechkd.train.ctc import FINETUNE_DEFAULTS, edit_distance, finetune_ctc, greedy_ids
+from speechkd.asr.ctc_search import ctc_greedy
+from speechkd.train.ctc import FINETUNE_DEFAULTS, finetune_ctc, token_errors
 from speechkd.utils.config import apply_overrides
 
 
-def test_edit_distance_and_greedy():
-    assert edit_distance([1, 2, 3], [1, 3]) == 1
-    assert edit_distance([], [4, 4]) == 2
-    assert edit_distance([1, 2, 3, 4], [2, 1, 3, 5]) == 3
+def test_token_errors_and_greedy():
+    assert token_errors([[1, 2, 3]], [[1, 3]]) == (1, 3)
+    assert token_errors([[]], [[4, 4]]) == (2, 0)
+    assert token_errors([[1, 2, 3, 4], [5]], [[2, 1, 3, 5], [5]]) == (3, 5)
     path = torch.tensor([[0, 3, 3, 0, 3, 2, 2, 0], [1, 1, 0, 1, 0, 0, 0, 0]])
     lp = torch.nn.functional.one_hot(path, 4).float().log()
-    assert greedy_ids(lp, torch.tensor([8, 3])) == [[3, 3, 2], [1]]
+    assert ctc_greedy(lp, torch.tensor([8, 3])) == [[3, 3, 2], [1]]
 
 
 def test_finetune_with_extra_loss(tiny_datadir, tmp_path):

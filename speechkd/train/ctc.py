@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..asr.ctc_search import ctc_greedy
+from ..asr.scoring import score
 from ..models.ctc import CTCModel
 from ..models.ssl import MINI_SSL, SSLConfig
 from ..utils.config import merge, save_config
@@ -53,29 +55,12 @@ FINETUNE_DEFAULTS: Dict = {
 }
 
 
-def edit_distance(a, b) -> int:
-    """Levenshtein distance between two sequences."""
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i] + [0] * len(b)
-        for j, y in enumerate(b, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
-        prev = cur
-    return prev[-1]
-
-
-def greedy_ids(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int = 0):
-    """Best-path CTC decoding: (B, T, V) -> list of id lists (repeats merged, blanks dropped)."""
-    best = log_probs.argmax(-1).cpu()
-    out = []
-    for b in range(best.shape[0]):
-        seq, prev = [], None
-        for t in best[b, : int(lengths[b])].tolist():
-            if t != prev and t != blank:
-                seq.append(t)
-            prev = t
-        out.append(seq)
-    return out
+def token_errors(refs, hyps) -> tuple:
+    """``(errors, reference tokens)`` of id sequences ``hyps`` against ``refs`` (the edit distance of
+    :func:`speechkd.asr.scoring.score` over space-joined ids)."""
+    st, _ = score({str(i): " ".join(map(str, r)) for i, r in enumerate(refs)},
+                  {str(i): " ".join(map(str, h)) for i, h in enumerate(hyps)}, "word")
+    return st.err, st.wrd
 
 
 class CTCTask(nn.Module):
@@ -123,9 +108,9 @@ def ctc_validate(task, loader) -> Dict[str, float]:
         loss_sum += float(F.ctc_loss(log_probs.float().transpose(0, 1), tokens.clamp_min(0), out_lengths, tl,
                                      blank=0, reduction="mean", zero_infinity=True))
         n_batches += 1
-        for hyp, ref, n in zip(greedy_ids(log_probs, out_lengths), tokens.cpu().tolist(), tl.tolist()):
-            errs += edit_distance(ref[:n], hyp)
-            n_ref += n
+        refs = [ref[:n] for ref, n in zip(tokens.cpu().tolist(), tl.tolist())]
+        e, n = token_errors(refs, ctc_greedy(log_probs, out_lengths))
+        errs, n_ref = errs + e, n_ref + n
     return {"loss": loss_sum / max(1, n_batches), "ter": 100.0 * errs / max(1, n_ref)}
 
 
