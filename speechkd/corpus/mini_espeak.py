@@ -283,7 +283,7 @@ def _pool_map(jobs: List[dict], nj: int, desc: str):
     each speaker's utterances run in order in a fresh process (forked from a clean fork server that
     never loaded espeak-ng), one process per speaker.
     """
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
 
     groups: Dict[str, List[dict]] = {}
     for j in jobs:
@@ -291,7 +291,7 @@ def _pool_map(jobs: List[dict], nj: int, desc: str):
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["speechkd.corpus.mini_espeak", "scipy.signal", "soundfile", "tqdm"])
     with ctx.Pool(max(1, nj), maxtasksperchild=1) as pool, \
-            tqdm(total=len(jobs), desc=desc, unit="utt") as bar:
+            progress_bar(total=len(jobs), desc=desc, unit="utt") as bar:
         for res in pool.imap(_synth_speaker, list(groups.values())):
             bar.update(len(res))
             yield from res

@@ -55,7 +55,7 @@ PRETRAIN_DEFAULTS: Dict = {
 # ------------------------------------------------------------------------------------- targets
 def mfcc_features(data_dir, km_cfg: dict, sample_rate: int = 16000, progress: bool = True) -> Dict[str, torch.Tensor]:
     """``{utt: (T, 13 or 39) float32}`` normalised MFCC (+ deltas) of a data dir at 100 Hz."""
-    from tqdm import tqdm
+    from ..utils.progress import progress as progress_bar
 
     from ..data.datadir import DataDir
 
@@ -73,7 +73,7 @@ def mfcc_features(data_dir, km_cfg: dict, sample_rate: int = 16000, progress: bo
 
         it = ((u, mfcc(torch.from_numpy(w), sample_rate=sample_rate)) for u, w in
               iter_data_audio(data_dir, sample_rate, utts=utts))
-    for u, m in tqdm(it, total=len(utts), desc=f"mfcc {Path(data_dir).name}", disable=not progress):
+    for u, m in progress_bar(it, total=len(utts), desc=f"mfcc {Path(data_dir).name}", progress=progress):
         if km_cfg.get("deltas", True):
             m = add_deltas(m)
         m = (m - m.mean(0)) / m.std(0, unbiased=False).clamp_min(1e-5) if m.shape[0] > 1 else m * 0

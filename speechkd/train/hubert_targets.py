@@ -52,9 +52,8 @@ def model_layer_frames(model_dir, data_dir, layer: int, batch_seconds: float = 6
                        precision: str = "auto", progress: bool = True) -> Dict[str, torch.Tensor]:
     """``{utt: (T', D) float16}``: output of transformer layer ``layer`` (1-based; 0 = the input of the
     first layer) of the SSL checkpoint ``model_dir`` over ``data_dir`` (no masking, eval mode)."""
-    from tqdm import tqdm
-
     from ..models.checkpoint import load_checkpoint
+    from ..utils.progress import progress as progress_bar
     from .data import make_dataset, make_loader
     from .precision import autocast, resolve_precision
 
@@ -71,7 +70,7 @@ def model_layer_frames(model_dir, data_dir, layer: int, batch_seconds: float = 6
     dev = torch.device("cpu")
     _, dtype = resolve_precision(precision, dev)
     out: Dict[str, torch.Tensor] = {}
-    for batch in tqdm(loader, desc=f"layer {layer} {Path(data_dir).name}", disable=not progress):
+    for batch in progress_bar(loader, desc=f"layer {layer} {Path(data_dir).name}", progress=progress):
         with autocast(dev, dtype):
             o = model(batch["x"], batch["x_lengths"], mask=False)
         h = o.hidden_states[layer].float()
