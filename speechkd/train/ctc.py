@@ -17,7 +17,8 @@ Library form of ``speechkd-finetune``; distillation recipes reuse it with extra 
 Loss: ``F.ctc_loss`` (blank 0, mean over target tokens, ``zero_infinity``). Validation reports the loss
 and the greedy token error rate ``ter`` (%). Encoder masking (SpecAugment-style) comes from the encoder
 config (``model.encoder.mask_time_prob`` ...) and is on in training only. ``model.freeze_frontend``
-keeps the front-end fixed; ``finetune.freeze_encoder_steps`` trains only the CTC head for the first N steps.
+keeps the front-end fixed; ``finetune.freeze_encoder_steps`` trains only the CTC head for the first N steps;
+``finetune.reinit_top_layers`` gives the top N layers of an initialised encoder fresh random weights.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ FINETUNE_DEFAULTS: Dict = {
     "model": {"type": "ctc", "freeze_frontend": True, "final_dropout": 0.1,
               # encoder: used from scratch; with --init only these keys' overrides apply (masking, dropout)
               "encoder": SSLConfig.from_dict({**MINI_SSL, "mask_time_prob": 0.05}).to_dict()},
-    "finetune": {"freeze_encoder_steps": 0,
+    "finetune": {"freeze_encoder_steps": 0, "reinit_top_layers": 0,
                  "init_overrides": ["mask_time_prob", "mask_time_length", "mask_channel_prob",
                                     "mask_channel_length", "dropout", "attention_dropout",
                                     "activation_dropout", "proj_dropout", "layerdrop"]},
@@ -114,6 +115,19 @@ def ctc_validate(task, loader) -> Dict[str, float]:
     return {"loss": loss_sum / max(1, n_batches), "ter": 100.0 * errs / max(1, n_ref)}
 
 
+def reinit_top_layers(ssl_model, n: int) -> None:
+    """Give the top ``n`` transformer layers of an initialised encoder fresh random weights (the layers a
+    short pretraining specialises most to its pretext task; Pasad et al. 2021 re-initialise them before
+    fine-tuning wav2vec 2.0)."""
+    layers = ssl_model.encoder.layers
+    if not 0 < n <= len(layers):
+        raise ConfigError(f"finetune.reinit_top_layers={n} but the encoder has {len(layers)} layers")
+    fresh = type(ssl_model)(ssl_model.cfg).encoder.layers     # the model's own init, same seed stream
+    for i in range(len(layers) - n, len(layers)):
+        layers[i].load_state_dict(fresh[i].state_dict())
+    log.info("re-initialised the top %d of %d encoder layers", n, len(layers))
+
+
 def build_ctc_model(cfg: dict, vocab_size: int, init=None) -> CTCModel:
     """CTCModel from ``init`` (an SSL or CTC checkpoint dir) or from ``cfg['model']['encoder']``."""
     mcfg = cfg["model"]
@@ -148,6 +162,9 @@ def build_ctc_model(cfg: dict, vocab_size: int, init=None) -> CTCModel:
         if bad:
             raise ConfigError(f"{init}: checkpoint does not match the CTC encoder: key '{bad[0]}'")
         log.info("initialised encoder from %s", init)
+        n_reinit = int(cfg["finetune"].get("reinit_top_layers") or 0)
+        if n_reinit:
+            reinit_top_layers(model.encoder, n_reinit)
     return model
 
 
