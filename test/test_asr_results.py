@@ -147,3 +147,16 @@ def test_claims_section_generated_from_scores(tmp_path):
         load_table_spec({**spec, "claims": [{"name": "x", "better": "A", "worse": "Z"}]})
     with pytest.raises(ConfigError, match="unknown column"):
         load_table_spec({**spec, "claims": [{"name": "x", "better": "A", "worse": "B", "columns": ["fr"]}]})
+
+
+def test_rows_left_out_of_the_notes(tmp_path):
+    for seed, (a, b) in {1: (10, 20), 2: (11, 22)}.items():
+        _write_score(tmp_path / f"exp/a/seed{seed}/decode_en", a)
+        _write_score(tmp_path / f"exp/b/seed{seed}/decode_en", b)
+    _write_score(tmp_path / "exp/c/decode_en", 5)
+    spec = {"title": "t", "unit": "word", "columns": [{"name": "en", "decode": "decode_en"}],
+            "rows": [{"name": "A", "exp": "exp/a/seed*"}, {"name": "B", "exp": "exp/b/seed*"},
+                     {"name": "C", "exp": "exp/c", "compare": False}]}
+    text = build_results(spec, root=tmp_path, env=ENV)
+    assert "| C | 5.0 |" in text                        # in the table
+    assert "en: A better than B" in text and "C better" not in text and "vs C" not in text

@@ -11,6 +11,7 @@ Table spec (YAML or JSON)::
     rows:                       # methods: a run dir or a glob over seed dirs
       - {name: teacher, exp: exp/teacher_ft}
       - {name: student (shuffled), exp: "exp/student_shuf_seed*/ft"}
+      - {name: "cause: ...", exp: exp/pilot/x, compare: false}   # in the table, left out of the notes
     notes: ["Fine-tuned on 50 utterances per language."]
 
 Two more column kinds: ``{name: params (M), file: params.json, key: params_M}`` reads a number from
@@ -292,9 +293,11 @@ def build_results(spec, root=".", env: Optional[dict] = None, strict: bool = Fal
     for row in spec["rows"]:
         out.append(f"| {row['name']} | " + " | ".join(_fmt(cells[c][row['name']], digits) for c in names) + " |")
     notes = list(spec["notes"])
+    quiet = {r["name"] for r in spec["rows"] if r.get("compare") is False}   # e.g. single-seed cause rows
     for c in spec["columns"]:
         if "file" not in c:
-            notes += compare_rows(cells[c["name"]], c["name"], lower_better, digits)
+            cmp_cells = {r: v for r, v in cells[c["name"]].items() if r not in quiet}
+            notes += compare_rows(cmp_cells, c["name"], lower_better, digits)
     if missing:
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         notes.append(f"{len(missing)} score file(s) missing: {', '.join(missing[:5])}{more}")
