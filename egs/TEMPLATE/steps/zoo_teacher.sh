@@ -25,7 +25,7 @@ else
   sfx=""; [ "$conf_tag" = default ] || sfx="_$conf_tag"
   zoo=${SPEECHKD_ZOO:-$ssl/exp$sfx/zoo}
   src=$zoo/$name
-  if [ ! -f "$src/card.json" ]; then
+  if [ ! -f "$src/card.json" ] || { [ ! -f "$src/model.pt" ] && [ ! -f "$src/model.safetensors" ]; }; then
     case $name in
       ssl_ml) ranges=("1 8") ;;
       ssl_en_cnn) ranges=("1 4" "9 9") ;;
