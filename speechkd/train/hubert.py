@@ -84,20 +84,6 @@ def mfcc_features(data_dir, km_cfg: dict, sample_rate: int = 16000, progress: bo
     return out
 
 
-def fit_kmeans(feats: Dict[str, torch.Tensor], km_cfg: dict) -> KMeans:
-    """Fit k-means on at most ``max_fit_frames`` frames drawn (seeded) from all utterances."""
-    allf = torch.cat(list(feats.values()))
-    n = int(km_cfg.get("max_fit_frames") or allf.shape[0])
-    g = torch.Generator().manual_seed(int(km_cfg.get("seed", 0)))
-    if allf.shape[0] > n:
-        allf = allf[torch.randperm(allf.shape[0], generator=g)[:n]]
-    log.info("k-means: %d clusters on %d frames of dim %d", km_cfg["n_clusters"], allf.shape[0], allf.shape[1])
-    km = KMeans(int(km_cfg["n_clusters"]), max_iter=int(km_cfg.get("max_iter", 30)),
-                batch_size=km_cfg.get("batch_size"), seed=int(km_cfg.get("seed", 0))).fit(allf)
-    log.info("k-means inertia %.4f", km.inertia_)
-    return km
-
-
 def frame_labels(km: KMeans, feats: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """``{utt: (ceil(T/2),) int64}``: k-means labels of the 100 Hz frames, every second one (50 Hz)."""
     return {u: km.predict(m)[::2].contiguous() for u, m in feats.items()}
@@ -194,7 +180,9 @@ def pretrain_hubert(cfg: dict, train_data, valid_data=None, exp_dir="exp/teacher
         log.info("reusing %s and %s", km_path, labels_path)
     else:
         feats = mfcc_features(train_data, km_cfg, sr, progress)
-        km = fit_kmeans(feats, km_cfg)
+        from .hubert_targets import fit_kmeans_on
+
+        km = fit_kmeans_on(feats, km_cfg)
         labels = {"train": frame_labels(km, feats)}
         if valid_data is not None:
             labels["valid"] = frame_labels(km, mfcc_features(valid_data, km_cfg, sr, progress))
