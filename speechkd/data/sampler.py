@@ -63,7 +63,27 @@ def make_batches(lengths: Sequence[int], max_frames: int, max_batch_size: Option
     return batches
 
 
-class BucketBatchSampler:
+class ResumableSamplerState:
+    """Epoch/position state the trainer sets on a batch sampler whose order is a function of
+    ``(seed, epoch)``: ``set_epoch``, ``set_position`` (batches to skip on the next ``iter()``) and
+    ``state_dict``/``load_state_dict``. Subclasses set ``self.seed``, ``self.epoch``, ``self.position``."""
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        self.position = 0
+
+    def set_position(self, position: int) -> None:
+        """Skip the first ``position`` batches of the current epoch on the next ``iter()``."""
+        self.position = int(position)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+class BucketBatchSampler(ResumableSamplerState):
     """Batch sampler yielding lists of dataset indices (see module doc).
 
     Args:
@@ -92,21 +112,6 @@ class BucketBatchSampler:
         self.drop_last = drop_last
         self.epoch = 0
         self.position = 0  # batches of this rank's current epoch to skip on the next iteration
-
-    # ------------------------------------------------------------------ state
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-        self.position = 0
-
-    def set_position(self, position: int) -> None:
-        """Skip the first ``position`` batches of the current epoch on the next ``iter()``."""
-        self.position = int(position)
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
 
     # ------------------------------------------------------------------ batches
     def global_batches(self, epoch: Optional[int] = None) -> List[List[int]]:

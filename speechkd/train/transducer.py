@@ -32,7 +32,7 @@ from torch import nn
 from ..data.collate import collate
 from ..data.datadir import read_kv
 from ..data.dataset import FeatsDataset
-from ..data.sampler import BucketBatchSampler, make_batches
+from ..data.sampler import BucketBatchSampler, ResumableSamplerState, make_batches
 from ..models.transducer import TransducerConfig, TransducerModel
 from ..utils.config import merge, save_config
 from ..utils.errors import ConfigError, DataError
@@ -60,7 +60,7 @@ MODES = ("dense", "masked", "pathways")
 
 
 # ------------------------------------------------------------------------------------------- sampler
-class LanguageBatchSampler:
+class LanguageBatchSampler(ResumableSamplerState):
     """Length-bucketed batches that each hold **one language**; batch order shuffled over languages.
 
     Same interface as :class:`speechkd.data.sampler.BucketBatchSampler` (``set_epoch``, ``set_position``,
@@ -84,18 +84,6 @@ class LanguageBatchSampler:
         self.max_frames, self.max_batch_size = int(max_frames), max_batch_size
         self.shuffle, self.seed = shuffle, int(seed)
         self.epoch = self.position = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch, self.position = int(epoch), 0
-
-    def set_position(self, position: int) -> None:
-        self.position = int(position)
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
 
     def global_batches(self, epoch: Optional[int] = None) -> List[List[int]]:
         epoch = self.epoch if epoch is None else epoch
