@@ -43,7 +43,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set
 
 from ..utils.errors import SpeechkdError
 from ..utils.fileio import atomic_open
-from .text_sources import LETTERS, _DIGIT_URL, _PUNCT, load_sentences, normalize_text, split_sentences
+from .text_sources import LETTERS, _PUNCT, clean_words, load_sentences, normalize_text, split_sentences
 
 log = logging.getLogger("speechkd")
 
@@ -79,11 +79,8 @@ def is_pool_sentence(sent: str, lang: str, min_words: int = 3, max_words: int = 
     """True if ``sent`` (NFC, straight apostrophes) is a clean sentence of ``lang`` for the pool."""
     if lang not in LETTERS:
         raise SpeechkdError(f"no letter set for language '{lang}' (have: {', '.join(LETTERS)})")
-    allowed = set(LETTERS[lang]) | set(_PUNCT) | {" "}
-    if _DIGIT_URL.search(sent) or "(" in sent or ")" in sent or any(c not in allowed for c in sent):
-        return False
-    words = sent.split()
-    if not (min_words <= len(words) <= max_words):
+    words = clean_words(sent, lang, min_words, max_words)
+    if words is None:
         return False
     n_norm = 0
     for w in words:

@@ -132,13 +132,20 @@ def normalize_text(text: str) -> str:
     return " ".join(out)
 
 
-def is_good_sentence(sent: str, lang: str, min_words: int = 3, max_words: int = 14) -> bool:
-    """The corpus filter (see module docstring)."""
+def clean_words(sent: str, lang: str, min_words: int, max_words: int) -> Optional[List[str]]:
+    """The words of ``sent`` if it uses only ``lang``'s letters and basic punctuation (no digits, URLs,
+    brackets) and has ``min_words..max_words`` words, else None (shared by the corpus and pool filters)."""
     allowed = set(LETTERS[lang]) | set(_PUNCT) | {" "}
     if _DIGIT_URL.search(sent) or "(" in sent or ")" in sent or any(c not in allowed for c in sent):
-        return False
+        return None
     words = sent.split()
-    if not (min_words <= len(words) <= max_words):
+    return words if min_words <= len(words) <= max_words else None
+
+
+def is_good_sentence(sent: str, lang: str, min_words: int = 3, max_words: int = 14) -> bool:
+    """The corpus filter (see module docstring)."""
+    words = clean_words(sent, lang, min_words, max_words)
+    if words is None:
         return False
     if not sent[-1] in ".!?…\"'»”’":
         return False
