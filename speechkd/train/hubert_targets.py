@@ -148,14 +148,14 @@ def write_labels(labels: Mapping[str, torch.Tensor], out_dir) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ark, scp = out_dir / "labels.ark", out_dir / "labels.scp"
-    with atomic_path(ark) as tmp_ark:
-        with atomic_path(scp) as tmp_scp:
+    with atomic_path(scp) as tmp_scp:          # outer: the scp appears only after its ark is in place
+        with atomic_path(ark) as tmp_ark:
             with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as w:
                 for u in sorted(labels):
                     w[u] = np.asarray(labels[u], dtype=np.int32)
-            # the scp names the temporary ark: point it at the final name
-            text = Path(tmp_scp).read_text().replace(str(tmp_ark), str(ark.resolve()))
-            Path(tmp_scp).write_text(text)
+        # the scp names the temporary ark: point it at the final name
+        text = Path(tmp_scp).read_text().replace(str(tmp_ark), str(ark.resolve()))
+        Path(tmp_scp).write_text(text)
     return scp
 
 
