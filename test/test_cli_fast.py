@@ -1,7 +1,7 @@
 """Instant CLIs: ``--help`` and argument errors of every ``speechkd-*`` command import no torch.
 
 Heavy imports (torch, scipy, transformers) live inside the functions that need them; each
-``speechkd/bin/<verb>.py`` (except ``pretrain``) imports, builds its parser and rejects bad arguments
+``speechkd/bin/<verb>.py`` imports, builds its parser and rejects bad arguments
 without them. Times are printed (ratio to ``python -c pass``), never asserted.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 VERBS = sorted(p.stem for p in (ROOT / "speechkd" / "bin").glob("*.py")
-               if p.stem not in ("__init__", "pretrain"))
+               if p.stem != "__init__")
 HEAVY = ("torch", "scipy", "transformers")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 

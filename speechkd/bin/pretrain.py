@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..train.hubert import PRETRAIN_DEFAULTS, pretrain_hubert
 from ..utils.cli import parse_args, run_main
 from ..utils.config import load_config
 
@@ -30,6 +29,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def _main(argv=None):
     args = parse_args(get_parser(), argv)
+    from ..train.hubert import PRETRAIN_DEFAULTS, pretrain_hubert   # torch only after the arguments parse
+
     cfg = load_config(args.config, args.overrides, defaults=PRETRAIN_DEFAULTS)
     out = pretrain_hubert(cfg, args.train_data, args.valid_data, args.exp)
     print(out)
