@@ -257,3 +257,29 @@ def test_registry_providers_import_and_build_every_type():
         if hasattr(model, "model_config"):
             assert model.model_config()["type"] == name
             assert type(build_model(model.model_config())) is type(model)
+
+
+def test_save_checkpoint_is_one_atomic_dir_and_keeps_extra_files(tmp_path, monkeypatch):
+    """save_checkpoint and the trainer share one writer: the dir is replaced whole (a failed write leaves the
+    previous checkpoint intact, no temp dirs), and files a caller put there (codebook, CMVN) stay."""
+    import speechkd.models.checkpoint as ck
+
+    model = SSLModel(SSLConfig(frontend="fbank", d_model=32, n_layers=1, n_heads=2, ffn_dim=64,
+                               pos_conv_kernel=8, pos_conv_groups=4))
+    d = save_checkpoint(tmp_path / "m", model)
+    (d / "kmeans.pt").write_bytes(b"codebook")
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    save_checkpoint(d, model)
+    assert (d / "kmeans.pt").read_bytes() == b"codebook"
+    loaded, _ = load_checkpoint(d)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    before = (d / "model.pt").read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(ck, "save_config", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(d, model)
+    assert (d / "model.pt").read_bytes() == before and (d / "kmeans.pt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]

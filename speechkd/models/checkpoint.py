@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
@@ -26,7 +29,6 @@ from torch import nn
 
 from ..utils.config import load_yaml, save_config
 from ..utils.errors import ConfigError
-from ..utils.fileio import atomic_path
 
 log = logging.getLogger("speechkd")
 
@@ -79,10 +81,11 @@ def save_checkpoint(ckpt_dir, model: nn.Module, config: Optional[dict] = None,
     """Write ``ckpt_dir/{model.pt, train_state.pt, config.yaml}`` atomically and return ``ckpt_dir``.
 
     ``config`` is the full run config; its ``model`` section (with ``type``) is filled from
-    ``model.model_config()`` when missing. A DDP/compiled wrapper is unwrapped first.
+    ``model.model_config()`` when missing. A DDP/compiled wrapper is unwrapped first. Other files already
+    in ``ckpt_dir`` (a codebook, CMVN stats, a tokenizer) are kept. Same writer as the trainer's
+    (:func:`write_checkpoint_dir`): the directory appears whole or not at all.
     """
     ckpt_dir = Path(ckpt_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
     model = getattr(model, "module", model)
     model = getattr(model, "_orig_mod", model)
     config = dict(config or {})
@@ -90,13 +93,46 @@ def save_checkpoint(ckpt_dir, model: nn.Module, config: Optional[dict] = None,
         config["model"] = model_config_of(model)
     if "type" not in config["model"]:
         raise ConfigError(f"{ckpt_dir}: config['model'] needs a 'type' key")
-    with atomic_path(ckpt_dir / "model.pt") as tmp:
-        torch.save(model.state_dict(), tmp)
-    if train_state is not None:
-        with atomic_path(ckpt_dir / "train_state.pt") as tmp:
-            torch.save(train_state, tmp)
-    save_config(config, ckpt_dir / "config.yaml")
-    return ckpt_dir
+
+    def keep_extras(tmp: Path) -> None:
+        if ckpt_dir.is_dir():
+            for f in ckpt_dir.iterdir():
+                if f.is_file() and f.name not in ("model.pt", "train_state.pt", "config.yaml"):
+                    shutil.copy2(f, tmp / f.name)
+
+    return write_checkpoint_dir(ckpt_dir, config, model.state_dict(), train_state, keep_extras)
+
+
+def write_checkpoint_dir(path, config: Dict, model_state: Dict, train_state: Optional[Dict] = None,
+                         extra_fn: Optional[Callable[[Path], None]] = None) -> Path:
+    """Write ``config.yaml``, ``model.pt`` (+ ``train_state.pt``) into a temp dir, then rename to ``path``.
+
+    A killed writer leaves only a hidden ``.name.*`` temp dir, never a half-written ``path``.
+    ``extra_fn(tmp_dir)`` may add files (e.g. a k-means codebook).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        save_config(config, tmp / "config.yaml")
+        torch.save(model_state, tmp / "model.pt")
+        if train_state is not None:
+            torch.save(train_state, tmp / "train_state.pt")
+        if extra_fn is not None:
+            extra_fn(tmp)
+        if path.exists():
+            old = path.parent / f".{path.name}.old"
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
 
 
 def load_state_dict_checked(model: nn.Module, state: dict, where) -> None:

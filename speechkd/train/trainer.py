@@ -38,18 +38,17 @@ import os
 import random
 import re
 import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from ..models.checkpoint import load_state_file, load_train_state
-from ..utils.config import merge, save_config
+from ..models.checkpoint import load_state_file, load_train_state, write_checkpoint_dir  # noqa: F401 (re-exported)
+from ..utils.config import merge
 from ..utils.errors import ConfigError, SpeechkdError
 from .precision import autocast, resolve_precision
 
@@ -176,38 +175,6 @@ def list_checkpoints(exp_dir) -> list:
         if m and p.is_dir() and all((p / f).exists() for f in _CKPT_FILES):
             out.append((int(m.group(1)), p))
     return [p for _, p in sorted(out)]
-
-
-def write_checkpoint_dir(path, config: Dict, model_state: Dict, train_state: Optional[Dict] = None,
-                         extra_fn: Optional[Callable[[Path], None]] = None) -> Path:
-    """Write ``config.yaml``, ``model.pt`` (+ ``train_state.pt``) into a temp dir, then rename to ``path``.
-
-    A killed writer leaves only a hidden ``.name.*`` temp dir, never a half-written ``path``.
-    ``extra_fn(tmp_dir)`` may add files (e.g. a k-means codebook).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        save_config(config, tmp / "config.yaml")
-        torch.save(model_state, tmp / "model.pt")
-        if train_state is not None:
-            torch.save(train_state, tmp / "train_state.pt")
-        if extra_fn is not None:
-            extra_fn(tmp)
-        if path.exists():
-            old = path.parent / f".{path.name}.old"
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
 
 
 class Trainer:
