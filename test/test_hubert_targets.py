@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from speechkd.utils.config import load_config
+from speechkd.utils.errors import ConfigError
 
 CONF = Path(__file__).resolve().parents[1] / "egs" / "mini_espeak" / "asr" / "conf"
 TINY_MODEL = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.ffn_dim=64",
@@ -108,6 +109,28 @@ def test_iteration1_and_iteration2_targets(mfcc_and_fbank, tmp_path):
         assert torch.equal(lab2[u], km2.predict(f.float()))   # the written labels are the codebook's
     stats2 = json.loads((it2 / "stats.json").read_text())
     assert stats2["layer"] == 1 and stats2["kind"] == "model"
+
+    # iteration 2 warm-started from iteration 1 (init): encoder copied before training, new 4-label head
+    from speechkd.models.checkpoint import load_checkpoint
+    from speechkd.models.ssl import SSLConfig, SSLModel
+    from speechkd.train.hubert import warm_start_encoder
+
+    it1_model, it1_cfg = load_checkpoint(model_dir)
+    fresh = SSLModel(SSLConfig.from_dict(dict(it1_cfg["model"], num_labels=4)))
+    warm_start_encoder(fresh, model_dir)
+    src = it1_model.state_dict()
+    for k, v in fresh.state_dict().items():
+        if k.startswith("head.label_embs"):
+            assert v.shape == (4, 16)
+        elif not k.startswith("head."):
+            assert torch.equal(v, src[k]), k
+    cfg2 = load_config(CONF / "pretrain_smoke.yaml", TINY_MODEL + QUIET + [
+        "train.max_steps=2", "data.batch_seconds=3", f"targets.train={it2}/train/labels.scp",
+        f"targets.kmeans={it2}/kmeans.pt", f"init={model_dir}"], defaults=PRETRAIN_DEFAULTS)
+    assert pretrain_hubert(cfg2, fbank_dir, None, tmp_path / "iter2").is_dir()
+    wide = SSLModel(SSLConfig.from_dict(dict(it1_cfg["model"], num_labels=4, d_model=48, n_heads=2)))
+    with pytest.raises(ConfigError, match="encoder does not match"):
+        warm_start_encoder(wide, model_dir)
 
 
 def test_model_layer_frames_rejects_bad_layer(mfcc_and_fbank, tmp_path):

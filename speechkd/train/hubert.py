@@ -43,6 +43,9 @@ PRETRAIN_DEFAULTS: Dict = {
                                                     "mask_time_length": 10}).to_dict()},
     # label scp files from speechkd-hubert-targets (null: MFCC k-means computed here, iteration 1)
     "targets": {"train": None, "valid": None, "kmeans": None},
+    # warm start: an SSL checkpoint dir (e.g. the previous iteration) whose encoder initialises this model;
+    # the label head is always new (new targets). null = random weights, as in the HuBERT paper.
+    "init": None,
     "kmeans": {"n_clusters": 100, "max_fit_frames": 100000, "max_iter": 30, "batch_size": None, "seed": 0,
                "deltas": True, "mfcc_scp": None},  # mfcc_scp: file in the data dir; null = computed
     "loss": {"unmasked_weight": 0.0},
@@ -147,6 +150,27 @@ def _has_sets(labels: dict, with_valid: bool) -> bool:
     return "train" in labels and (not with_valid or "valid" in labels)
 
 
+def warm_start_encoder(model: SSLModel, init) -> None:
+    """Copy every non-head weight of the SSL checkpoint ``init`` into ``model`` (same encoder architecture
+    required); the HubertHead keeps its fresh initialisation, since the targets (and their number) change."""
+    from ..models.checkpoint import load_checkpoint
+
+    src, src_cfg = load_checkpoint(init)
+    if src_cfg["model"].get("type") != "ssl":
+        raise ConfigError(f"{init}: init must be an SSL checkpoint (type ssl), not '{src_cfg['model'].get('type')}'")
+    own = model.state_dict()
+    state = {k: v for k, v in src.state_dict().items() if not k.startswith("head.")}
+    for k, v in state.items():
+        if k not in own or tuple(own[k].shape) != tuple(v.shape):
+            raise ConfigError(f"{init}: encoder does not match this model config at key '{k}' "
+                              f"({tuple(v.shape)} in the checkpoint, {tuple(own[k].shape) if k in own else 'absent'} here)")
+    missing = [k for k in own if k not in state and not k.startswith("head.")]
+    if missing:
+        raise ConfigError(f"{init}: checkpoint lacks encoder key '{missing[0]}' of this model config")
+    model.load_state_dict(state, strict=False)
+    log.info("warm start: encoder from %s (%d tensors), new label head", init, len(state))
+
+
 def pretrain_hubert(cfg: dict, train_data, valid_data=None, exp_dir="exp/teacher") -> Path:
     """Run one HuBERT iteration (see module doc); returns ``exp_dir/model``."""
     cfg = merge(PRETRAIN_DEFAULTS, cfg)
@@ -199,6 +223,8 @@ def pretrain_hubert(cfg: dict, train_data, valid_data=None, exp_dir="exp/teacher
     model_cfg = dict(cfg["model"], num_labels=km.n_clusters, type="ssl")
     seed_everything(int(cfg["train"].get("seed", 0)))  # model init is part of the seeded run
     model = SSLModel(SSLConfig.from_dict(model_cfg))
+    if cfg.get("init"):
+        warm_start_encoder(model, cfg["init"])
     cfg["model"] = model.model_config()
     frontend = model.cfg.frontend
     cmvn = resolve_cmvn(data_cfg, train_data, exp_dir) if frontend == "fbank" else None
