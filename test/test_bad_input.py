@@ -190,3 +190,20 @@ def test_mismatched_checkpoint_config(tmp_path):
     line = one_line_error(err)
     assert "ckpt" in line and "encoder.layers.2" in line, line
     assert not (tmp_path / "hf").exists()
+
+
+def test_zoo_card_missing_log_writes_no_zoo_entry(tmp_path):
+    """speechkd-zoo-card reads its inputs before copying: a missing train log is a one-line error and no
+    zoo entry (a checkpoint without its card) is left behind."""
+    from speechkd.bin.zoo_card import main as card_main
+    from speechkd.models.checkpoint import save_checkpoint
+    from speechkd.models.ssl import SSLConfig, SSLModel
+
+    model = SSLModel(SSLConfig(frontend="fbank", d_model=32, n_layers=1, n_heads=2, ffn_dim=64,
+                               pos_conv_kernel=8, pos_conv_groups=4))
+    src = save_checkpoint(tmp_path / "iter1" / "model", model)
+    with pytest.raises(SystemExit) as e:
+        card_main(["--name", "ssl_ml", "--model", str(src), "--out", str(tmp_path / "zoo" / "ssl_ml"),
+                   "--summary", "x", "--train-log", f"iteration 2={tmp_path / 'iter2' / 'train.log'}"])
+    assert e.value.code != 0
+    assert not (tmp_path / "zoo").exists()

@@ -55,8 +55,17 @@ def _main(argv=None):
     from ..models.zoo import copy_checkpoint, read_train_log, write_card
     from ..utils.config import load_yaml
 
+    from ..utils.errors import ConfigError
+
     args = parse_args(get_parser(), argv, allow_overrides=False)
     out = Path(args.out)
+    # read every input first: a missing log or stats file must not leave a zoo entry without its card
+    for kind, pairs in (("train-log", args.train_log), ("targets", args.targets)):
+        for name, f in _pairs(pairs, kind).items():
+            if not Path(f).is_file():
+                raise ConfigError(f"--{kind} {name}={f}: no such file")
+    logs = {k: read_train_log(v) for k, v in _pairs(args.train_log, "train-log").items()}
+    targets = {k: json.loads(Path(v).read_text()) for k, v in _pairs(args.targets, "targets").items()}
     if not args.no_copy:
         copy_checkpoint(args.model, out)
     config = load_yaml(out / "config.yaml")
@@ -67,8 +76,6 @@ def _main(argv=None):
         config["params"] = int(sum(v.numel() for k, v in state.items() if not k.startswith("head.")))
     except FileNotFoundError:
         pass
-    logs = {k: read_train_log(v) for k, v in _pairs(args.train_log, "train-log").items()}
-    targets = {k: json.loads(Path(v).read_text()) for k, v in _pairs(args.targets, "targets").items()}
     data = {}
     if args.corpus:
         c = load_yaml(args.corpus)
