@@ -4,7 +4,8 @@
 # fine-tuning from them beats fine-tuning from random weights.
 #
 #   ssl_ml      multilingual HuBERT (Fbank front-end, 8 layers; stands in for XLSR-53): iteration 1 on MFCC
-#               k-means targets, iteration 2 on k-means of its layer-6 output, on a ~10.7 h unlabelled pool
+#               k-means targets, iteration 2 on k-means of its layer-6 output, on a ~10.7 h unlabelled pool;
+#               the zoo publishes iteration $publish_iter (default 2: the better one on the check's dev set)
 #   ssl_en_cnn  English HuBERT with a waveform CNN (stands in for HuBERT Base; hubert_kd distils it)
 #   text_ml     multilingual masked LM on installed text outside every transcript (stands in for XLM-R)
 #
@@ -15,7 +16,8 @@
 # Stages: 1 synthesise the pool and the check corpus | 2 Fbank | 3 MFCC | 4 iteration-1 targets |
 # 5 iteration-1 pretraining | 6 iteration-2 targets | 7 iteration-2 pretraining | 8 zoo entry ssl_ml |
 # 9 English waveform-CNN teacher ssl_en_cnn | 10 text teacher text_ml |
-# 11 check: CTC fine-tuning teacher vs scratch | 12 decode + score | 13 RESULTS.md + cards with the check
+# 11 check: CTC fine-tuning teacher vs scratch | 12 decode + score dev and test | 13 RESULTS.md (+ PER per
+# voice, local/per_voice.py) + cards with the check
 # The zoo: $exp/zoo/<name>/ (checkpoint dir + README.md model card + card.json); recipes link it through
 # steps/zoo_teacher.sh, which runs this recipe when the teacher they ask for is missing.
 set -euo pipefail
@@ -26,9 +28,16 @@ nj=2               # parallel jobs for synthesis, features, decoding
 conf_tag=default   # default | smoke
 seeds="1 2 3"      # fine-tuning seeds of the check
 n_label=40         # labelled utterances per language in the check
-inits="teacher scratch scratch_nomask"   # check rows: from ssl_ml, from scratch, from scratch without masking
+inits="iter1 iter2 scratch scratch_nomask"   # check rows: from iteration N's model (iterN; ssl_ml is
+                   # iteration $publish_iter), from scratch, from scratch without masking; teacher: from
+                   # whatever $zoo/ssl_ml holds
 iter2_layer=       # layer of the iteration-1 model whose k-means gives the iteration-2 targets
                    # (default: layer: in conf/targets_iter2.yaml)
+iter2_init=iter1   # iteration 2 starts from: iter1 (warm start: its encoder, a new label head) | scratch (the
+                   # paper; at this budget a fresh iteration 2 fine-tuned worse than random weights, RESULTS.md)
+iter2_steps=       # updates of iteration 2 (default 500; smoke: train.max_steps of conf/pretrain_smoke.yaml;
+                   # iteration 1: train.max_steps of conf/pretrain.yaml)
+publish_iter=2     # the iteration that becomes the zoo's ssl_ml (chosen on the check's dev PER, RESULTS.md)
 max_parallel=2     # concurrent fine-tunings in stage 11 (one thread each)
 zoo=               # zoo dir (default: $exp/zoo)
 corpus_seed=1
@@ -45,16 +54,23 @@ dump=dump$sfx
 exp=exp$sfx
 zoo=${zoo:-$exp/zoo}
 iter2_layer=${iter2_layer:-$(utils/yaml_get.py "conf/targets_iter2${sfx}.yaml" layer)}
+if [ "$conf_tag" = smoke ]; then : "${iter2_steps:=$(utils/yaml_get.py conf/pretrain_smoke.yaml train.max_steps)}"
+else : "${iter2_steps:=500}"; fi
 check_langs=$(corpus_languages "../conf/corpus_${conf_tag}.yaml")
 
 # the zoo entry ssl_ml: checkpoint + model card (stage 8), card rewritten with the check (stage 13)
 ssl_ml_card() {   # ssl_ml_card [extra speechkd-zoo-card options]
-  speechkd-zoo-card --name ssl_ml --model "$exp/iter2/model" --out "$zoo/ssl_ml" \
-    --summary "Multilingual HuBERT teacher of the mini recipes (stands in for XLSR-53): Fbank front-end, pre-LN transformer, iteration 2 of HuBERT (targets: k-means of layer $iter2_layer of iteration 1) on the unlabelled mini_espeak pool ($(corpus_languages conf/corpus_pool${sfx}.yaml))." \
-    --train-log "iteration 1=$exp/iter1/train.log" --train-log "iteration 2=$exp/iter2/train.log" \
-    --targets "iteration 1 (MFCC)=$exp/targets/iter1/stats.json" \
-    --targets "iteration 2 (layer $iter2_layer)=$exp/targets/iter2/stats.json" \
-    --corpus "$data/pool_corpus/corpus.yaml" "$@"
+  local what="iteration 1 of HuBERT (targets: k-means of MFCC + deltas)"
+  local iter2_opts=()   # iteration 2 on the card when it was made (always, when it is the one published)
+  if [ "$publish_iter" = 2 ] || [ -f "$exp/iter2/train.log" ]; then
+    iter2_opts=(--train-log "iteration 2=$exp/iter2/train.log"
+                --targets "iteration 2 (layer $iter2_layer)=$exp/targets/iter2/stats.json")
+  fi
+  [ "$publish_iter" = 2 ] && what="iteration 2 of HuBERT (targets: k-means of layer $iter2_layer of iteration 1; started from $iter2_init)"
+  speechkd-zoo-card --name ssl_ml --model "$exp/iter${publish_iter}/model" --out "$zoo/ssl_ml" \
+    --summary "Multilingual HuBERT teacher of the mini recipes (stands in for XLSR-53): Fbank front-end, pre-LN transformer, $what, on the unlabelled mini_espeak pool ($(corpus_languages conf/corpus_pool${sfx}.yaml))." \
+    --train-log "iteration 1=$exp/iter1/train.log" --targets "iteration 1 (MFCC)=$exp/targets/iter1/stats.json" \
+    "${iter2_opts[@]}" --corpus "$data/pool_corpus/corpus.yaml" "$@"
 }
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
@@ -87,13 +103,14 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     --set "train=$data/pool_mfcc/train" --set "dev=$data/pool_mfcc/dev" --no-progress
 fi
 
-# pretrain_iter N: HuBERT iteration N on the pool, from random weights (as in the paper)
+# pretrain_iter N [options]: HuBERT iteration N on the pool (options: config overrides)
 pretrain_iter() {
-  mkdir -p "$exp/iter$1"
-  ${cuda_cmd} --gpu 1 --num-threads 1 "$exp/iter$1/run.log" \
+  local n=$1; shift
+  mkdir -p "$exp/iter$n"
+  ${cuda_cmd} --gpu 1 --num-threads 1 "$exp/iter$n/run.log" \
     speechkd-pretrain --config "conf/pretrain${sfx}.yaml" --train-data "$data/pool/train" \
-      --valid-data "$data/pool/dev" --exp "$exp/iter$1" --targets.train "$exp/targets/iter$1/train/labels.scp" \
-      --targets.valid "$exp/targets/iter$1/dev/labels.scp" --targets.kmeans "$exp/targets/iter$1/kmeans.pt"
+      --valid-data "$data/pool/dev" --exp "$exp/iter$n" --targets.train "$exp/targets/iter$n/train/labels.scp" \
+      --targets.valid "$exp/targets/iter$n/dev/labels.scp" --targets.kmeans "$exp/targets/iter$n/kmeans.pt" "$@"
 }
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
@@ -109,12 +126,17 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
 fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
-  log "stage 7: HuBERT iteration 2 (a new model, as in the paper) on the iteration-2 targets"
-  pretrain_iter 2
+  log "stage 7: HuBERT iteration 2 on the iteration-2 targets ($iter2_steps updates, from $iter2_init)"
+  case $iter2_init in
+    iter1) init_opt=(--init "$exp/iter1/model") ;;
+    scratch) init_opt=() ;;
+    *) echo "$0: --iter2_init must be iter1 or scratch, not '$iter2_init'" >&2; exit 1 ;;
+  esac
+  pretrain_iter 2 --train.max_steps "$iter2_steps" "${init_opt[@]}"
 fi
 
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
-  log "stage 8: zoo entry $zoo/ssl_ml (iteration-2 model)"
+  log "stage 8: zoo entry $zoo/ssl_ml (iteration-$publish_iter model)"
   ssl_ml_card
 fi
 
@@ -149,7 +171,10 @@ if [ "$stage" -le 11 ] && [ "$stop_stage" -ge 11 ]; then
   finetune_one() {   # finetune_one INIT SEED
     local init=$1 seed=$2 dir=$exp/check/ft_$1/seed$2
     local init_opt=(--model.freeze_frontend false)   # from scratch: the random front-end learns too
-    [ "$init" = teacher ] && init_opt=(--init "$zoo/ssl_ml")
+    case $init in
+      teacher) init_opt=(--init "$zoo/ssl_ml") ;;
+      iter[0-9]) init_opt=(--init "$exp/$init/model") ;;
+    esac
     [ "$init" = scratch_nomask ] && init_opt+=(--model.encoder.mask_time_prob 0 --model.encoder.mask_channel_prob 0)
     mkdir -p "$dir"
     ${cuda_cmd} --gpu 1 --num-threads 1 "$dir/run.log" \
@@ -166,18 +191,22 @@ if [ "$stage" -le 12 ] && [ "$stop_stage" -ge 12 ]; then
   for init in $inits; do
     for seed in $seeds; do
       dir=$exp/check/ft_${init}/seed$seed
-      log "stage 12: decode + score test ($dir, best checkpoint by dev token error)"
-      steps/decode_score.sh --nj "$nj" --cmd "$decode_cmd" --ref_file phones --units phone \
-        "$dir/model_best" "$data/check/test" "$dir/decode_test"
+      log "stage 12: decode + score dev and test ($dir, best checkpoint by dev token error)"
+      for s in dev test; do   # dev: what the zoo's choices (publish_iter, protocols) are made on
+        steps/decode_score.sh --nj "$nj" --cmd "$decode_cmd" --ref_file phones --units phone \
+          "$dir/model_best" "$data/check/$s" "$dir/decode_$s"
+      done
     done
   done
 fi
 
 if [ "$stage" -le 13 ] && [ "$stop_stage" -ge 13 ]; then
   log "stage 13: RESULTS${sfx}.md and the ssl_ml card with the check"
+  local/per_voice.py "$exp/check" decode_dev decode_test > "$exp/check/per_voice.md.tmp"   # PER per voice
+  mv "$exp/check/per_voice.md.tmp" "$exp/check/per_voice.md"
   speechkd-make-results --spec "conf/results${sfx}.yaml" --out "RESULTS${sfx}.md" --strict
   ssl_ml_card --no-copy \
-    --check "fine-tuned from ssl_ml=$exp/check/ft_teacher/seed*/decode_test/score.json" \
+    --check "fine-tuned from ssl_ml (iteration $publish_iter)=$exp/check/ft_iter${publish_iter}/seed*/decode_test/score.json" \
     --check "from scratch=$exp/check/ft_scratch/seed*/decode_test/score.json"
   log "done: $(pwd)/RESULTS${sfx}.md"
 fi
