@@ -75,3 +75,55 @@ def run_data_sh(recipe: str, tmp_path: Path, *args: str) -> subprocess.Completed
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "LC_ALL": "C"}
     return subprocess.run(["bash", str(REPO / "egs" / recipe / "local" / "data.sh"), *args], cwd=work, env=env,
                           capture_output=True, text=True, timeout=120)
+
+
+def _text_file(path: Path) -> dict:
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            utt, _, txt = line.strip().partition(" ")
+            out[utt] = " ".join(txt.split())
+    return out
+
+
+def assert_rescored(score_json: Path, base: Path | None = None) -> dict:
+    """Re-score a decode's ``score.json`` with jiwer, an independent scorer, from the ref and hyp files it
+    names: every unit's Err (word and phone: WER over space-separated tokens; char: CER over the text with
+    single spaces, the space counted as ESPnet does) and its sentence/token counts must agree.
+    A broken decode or scoring step (a lost utterance, a wrong unit, a stale file) fails here, whatever the
+    mini model's error rate is. Returns ``{unit: Err}``."""
+    import json
+
+    import jiwer
+
+    score = json.loads(Path(score_json).read_text())
+    base = Path(base) if base is not None else Path(score_json).parents[2]
+
+    def _path(p):
+        p = Path(p)
+        if p.is_absolute() or p.exists():
+            return p
+        for root in (base, *base.parents):
+            if (root / p).exists():
+                return root / p
+        raise AssertionError(f"{score_json}: cannot find {p}")
+
+    refs, hyps = _text_file(_path(score["ref"])), _text_file(_path(score["hyp"]))
+    utts = sorted(refs)
+    assert utts and set(hyps) <= set(refs), score_json
+    ref_l, hyp_l = [refs[u] for u in utts], [hyps.get(u, "") for u in utts]
+    errs = {}
+    for unit, st in score["units"].items():
+        assert st["Snt"] == len(utts), (score_json, unit)
+        if unit in ("word", "phone"):
+            n = sum(len(r.split()) for r in ref_l)
+            ours_ref = jiwer.wer(ref_l, hyp_l)
+        elif unit == "char":
+            n = sum(len(r) for r in ref_l)
+            ours_ref = jiwer.cer(ref_l, hyp_l)
+        else:
+            continue
+        assert st["Wrd"] == n, (score_json, unit, st["Wrd"], n)
+        assert abs(st["Err"] - 100.0 * ours_ref) < 1e-3, (score_json, unit, st["Err"], 100.0 * ours_ref)
+        errs[unit] = st["Err"]
+    return errs

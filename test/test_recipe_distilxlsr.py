@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from recipe_runner import assert_rescored
+
 from speechkd.align.accuracy import accuracy_markdown, boundary_errors
-from speechkd.align.ctm import CTMEntry
+from speechkd.align.ctm import CTMEntry, read_ctm
 from speechkd.asr.results import build_results, load_table_spec
 from speechkd.asr.scoring import ErrorStats
 from speechkd.utils.errors import ConfigError
@@ -120,8 +122,23 @@ def test_smoke_aligner_accuracy_is_measured(smoke):
     d, _ = smoke
     st = json.loads((d / "exp/align_train_en/accuracy.json").read_text())
     assert st["n_boundaries"] > 50 and st["n_utts"] > 0
-    assert 0.0 <= st["median_abs_ms"] < 5000 and 0.0 <= st["pct_within_tol"] <= 100.0
     assert st["tolerance_ms"] == 20.0
+    # against an aligner that knows the phones and the speech's start and end and spreads the phones evenly
+    # in between (espeak-ng audio has no silences, so this baseline is strong: ~47 ms here): the smoke
+    # aligner (tiny, few updates: ~86 ms) stays within 3x of it, while a broken alignment step or an aligner
+    # on CTC's blank plateau is off by hundreds of ms (249 ms measured for the post-LN aligner). The default
+    # aligner's 13-14 ms (RESULTS.md) beats it.
+    ref = read_ctm(d / "data/train_en/phones.ctm")
+    hyp = read_ctm(d / "exp/align_train_en/phones.ctm")
+    assert boundary_errors(hyp, ref)["median_abs_ms"] == pytest.approx(st["median_abs_ms"])
+    uniform = {}
+    for utt, es in ref.items():
+        t0, t1 = es[0].start, es[-1].start + es[-1].dur
+        step = (t1 - t0) / len(es)
+        uniform[utt] = [CTMEntry(utt, t0 + k * step, step, e.token) for k, e in enumerate(es)]
+    base = boundary_errors(uniform, ref)
+    print("aligner median", st["median_abs_ms"], "ms; uniform", base["median_abs_ms"], "ms")
+    assert st["median_abs_ms"] < 3.0 * base["median_abs_ms"], (st, base)
     assert "within 20 ms" in (d / "exp/aligner_accuracy.md").read_text()
 
 
@@ -156,7 +173,12 @@ def test_smoke_results_table(smoke):
     for r in rows[:4]:
         cells = [c.strip() for c in r.split("|")[2:-1]]
         per = [float(c.split()[0]) for c in cells[1:]]
-        assert all(0.0 <= p <= 200.0 and not math.isnan(p) for p in per), r
+        assert not any(math.isnan(p) for p in per), r
+    # every decode behind the table is re-scored by an independent scorer (jiwer) and agrees
+    scores = sorted((d / "exp").rglob("decode_test*/score.json"))
+    assert len(scores) >= 4
+    for sc in scores:
+        assert "phone" in assert_rescored(sc, d)
 
 
 # ----------------------------------------------------------------------------- real-corpus data stages

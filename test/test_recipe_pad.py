@@ -36,7 +36,11 @@ def test_mini_pad_smoke(tmp_path, smoke_zoo, monkeypatch):
         for s in seeds:
             for t in ("test", "test_unseen_para"):
                 res = json.loads((d / f"exp/intent/{m}/seed{s}/decode_{t}/accuracy.json").read_text())
-                assert 0.0 <= res["accuracy"] <= 100.0 and res["n"] > 0
+                refs = dict(l.split() for l in (d / f"exp/intent/{m}/seed{s}/decode_{t}/ref").read_text().splitlines())
+                hyps = dict(l.split() for l in (d / f"exp/intent/{m}/seed{s}/decode_{t}/hyp").read_text().splitlines())
+                data_refs = dict(l.split(maxsplit=1) for l in (d / f"data/{t}/utt2intent").read_text().splitlines())
+                assert refs == data_refs and set(hyps) == set(refs) and res["n"] == len(refs)
+                assert res["accuracy"] == pytest.approx(100.0 * sum(hyps[u] == r for u, r in refs.items()) / len(refs))
                 accs.append(res["accuracy"])
     spec = d / "conf/results.yaml"     # stage 8 with --strict needs every method: build the table leniently
     from speechkd.asr.results import make_results

@@ -35,7 +35,7 @@ def test_zoo_smoke_teachers(smoke_zoo):
 def test_zoo_check_stages(smoke_zoo):
     rdir = smoke_zoo.parents[1]
     run_recipe(rdir, "--conf_tag", "smoke", "--stage", "11", "--stop_stage", "13", "--seeds", "1 2")
-    for init in ("teacher", "scratch"):
+    for init in ("iter1", "iter2", "scratch"):
         for seed in (1, 2):
             d = rdir / "exp_smoke" / "check" / f"ft_{init}" / f"seed{seed}"
             ctc = log_values(d / "train.log", "ctc")
