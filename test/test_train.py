@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 
 from speechkd.data.sampler import BucketBatchSampler
-from speechkd.train.trainer import Trainer, list_checkpoints, lr_lambda_factory, write_checkpoint_dir
+from speechkd.models.checkpoint import write_checkpoint_dir
+from speechkd.train.trainer import Trainer, list_checkpoints, lr_lambda_factory
 from speechkd.utils.errors import SpeechkdError
 
 W_TRUE = torch.tensor([[1.0], [-2.0], [0.5], [3.0]])

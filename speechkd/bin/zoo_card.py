@@ -54,18 +54,18 @@ def _main(argv=None):
     from ..asr.results import summarize
     from ..models.zoo import copy_checkpoint, read_train_log, write_card
     from ..utils.config import load_yaml
-
     from ..utils.errors import ConfigError
 
     args = parse_args(get_parser(), argv, allow_overrides=False)
     out = Path(args.out)
     # read every input first: a missing log or stats file must not leave a zoo entry without its card
-    for kind, pairs in (("train-log", args.train_log), ("targets", args.targets)):
-        for name, f in _pairs(pairs, kind).items():
+    log_files, target_files = _pairs(args.train_log, "train-log"), _pairs(args.targets, "targets")
+    for kind, pairs in (("train-log", log_files), ("targets", target_files)):
+        for name, f in pairs.items():
             if not Path(f).is_file():
                 raise ConfigError(f"--{kind} {name}={f}: no such file")
-    logs = {k: read_train_log(v) for k, v in _pairs(args.train_log, "train-log").items()}
-    targets = {k: json.loads(Path(v).read_text()) for k, v in _pairs(args.targets, "targets").items()}
+    logs = {k: read_train_log(v) for k, v in log_files.items()}
+    targets = {k: json.loads(Path(v).read_text()) for k, v in target_files.items()}
     if not args.no_copy:
         copy_checkpoint(args.model, out)
     config = load_yaml(out / "config.yaml")

@@ -153,22 +153,16 @@ def _has_sets(labels: dict, with_valid: bool) -> bool:
 def warm_start_encoder(model: SSLModel, init) -> None:
     """Copy every non-head weight of the SSL checkpoint ``init`` into ``model`` (same encoder architecture
     required); the HubertHead keeps its fresh initialisation, since the targets (and their number) change."""
-    from ..models.checkpoint import load_checkpoint
+    from ..models.checkpoint import load_checkpoint, load_state_dict_checked
 
     src, src_cfg = load_checkpoint(init)
     if src_cfg["model"].get("type") != "ssl":
         raise ConfigError(f"{init}: init must be an SSL checkpoint (type ssl), not '{src_cfg['model'].get('type')}'")
-    own = model.state_dict()
     state = {k: v for k, v in src.state_dict().items() if not k.startswith("head.")}
-    for k, v in state.items():
-        if k not in own or tuple(own[k].shape) != tuple(v.shape):
-            raise ConfigError(f"{init}: encoder does not match this model config at key '{k}' "
-                              f"({tuple(v.shape)} in the checkpoint, {tuple(own[k].shape) if k in own else 'absent'} here)")
-    missing = [k for k in own if k not in state and not k.startswith("head.")]
-    if missing:
-        raise ConfigError(f"{init}: checkpoint lacks encoder key '{missing[0]}' of this model config")
-    model.load_state_dict(state, strict=False)
-    log.info("warm start: encoder from %s (%d tensors), new label head", init, len(state))
+    n_copied = len(state)
+    state.update({k: v for k, v in model.state_dict().items() if k.startswith("head.")})   # the new head
+    load_state_dict_checked(model, state, f"{init} (warm start of this model config)")
+    log.info("warm start: encoder from %s (%d tensors), new label head", init, n_copied)
 
 
 def pretrain_hubert(cfg: dict, train_data, valid_data=None, exp_dir="exp/teacher") -> Path:

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..models.checkpoint import load_state_file, load_train_state, write_checkpoint_dir  # noqa: F401 (re-exported)
+from ..models.checkpoint import load_state_file, load_train_state, write_checkpoint_dir
 from ..utils.config import merge
 from ..utils.errors import ConfigError, SpeechkdError
 from .precision import autocast, resolve_precision
