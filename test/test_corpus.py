@@ -242,3 +242,12 @@ def test_phonemizer_agrees_with_corpus(smoke):
     print(f"phonemizer vs synthesis phones: {a}")
     assert a["utts"] == len(ref)
     assert a["identical"] >= 0.85 and a["per"] < 0.01, a
+
+
+def test_speaker_id_round_trip():
+    from speechkd.corpus.mini_espeak import parse_speaker_id, speaker_id
+
+    assert parse_speaker_id(speaker_id("de", "f5", 65, 145)) == ("de", "f5", 65, 145)
+    assert parse_speaker_id("en_Alexp50r160_00012") == ("en", "Alex", 50, 160)   # utterance ids too
+    with pytest.raises(ValueError, match="not a mini_espeak speaker id"):
+        parse_speaker_id("utt0001")

@@ -30,6 +30,7 @@ import copy
 import logging
 import multiprocessing as mp
 import random
+import re
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
@@ -78,6 +79,17 @@ DEFAULTS: dict = {
 # ----------------------------------------------------------------------------------------- planning
 def speaker_id(lang: str, variant: str, pitch: int, rate: int) -> str:
     return f"{lang}_{variant}p{int(pitch)}r{int(rate)}"
+
+
+_SPEAKER_ID = re.compile(r"^([^_]+)_(.+?)p(\d+)r(\d+)(?:_|$)")
+
+
+def parse_speaker_id(spk_or_utt: str) -> tuple:
+    """``(lang, variant, pitch, rate)`` of a :func:`speaker_id` (or of an utterance id that starts with one)."""
+    m = _SPEAKER_ID.match(spk_or_utt)
+    if not m:
+        raise ValueError(f"'{spk_or_utt}' is not a mini_espeak speaker id (<lang>_<variant>p<pitch>r<rate>)")
+    return m.group(1), m.group(2), int(m.group(3)), int(m.group(4))
 
 
 def sizes_for(cfg: dict, lang: str) -> Dict[str, int]:

@@ -9,33 +9,23 @@ Writes a markdown table to stdout; reads only score.json's ref/hyp files (nothin
 """
 from __future__ import annotations
 
-import re
+import json
 import sys
 import tempfile
 from pathlib import Path
 
 from speechkd.asr.results import summarize
 from speechkd.asr.scoring import score_files
-
-VOICE = re.compile(r"^[^_]+_([a-zA-Z]+\d*)p\d+r\d+")
-
-
-def voice_of(utt: str) -> str:
-    m = VOICE.match(utt)
-    if not m:
-        raise ValueError(f"utterance id '{utt}' has no <lang>_<variant>p<pitch>r<rate> speaker part")
-    return m.group(1)
+from speechkd.corpus.mini_espeak import parse_speaker_id
 
 
 def per_voice(score_json: Path) -> dict:
-    import json
-
     sc = json.loads(score_json.read_text())
     hyp = Path(sc["hyp"])
     utts = [line.split(maxsplit=1)[0] for line in Path(sc["ref"]).read_text().splitlines() if line.strip()]
     with tempfile.TemporaryDirectory() as tmp:
         u2v = Path(tmp) / "utt2voice"
-        u2v.write_text("".join(f"{u} {voice_of(u)}\n" for u in utts))
+        u2v.write_text("".join(f"{u} {parse_speaker_id(u)[1]}\n" for u in utts))
         res = score_files(sc["ref"], hyp, out_dir=tmp, units=("phone",), utt2lang=u2v)
     return {v: st["phone"]["Err"] for v, st in res["per_lang"].items()}
 
@@ -43,7 +33,7 @@ def per_voice(score_json: Path) -> dict:
 def main(argv) -> int:
     check, sets = Path(argv[0]), argv[1:]
     inits = sorted(p.name[3:] for p in check.glob("ft_*") if p.is_dir())
-    print("| init | set | " + " | ".join(["voice", "PER (mean ± spread over seeds)"]) + " |")
+    print("| init | set | voice | PER (mean ± spread over seeds) |")
     print("|---|---|---|---|")
     for init in inits:
         for s in sets:
