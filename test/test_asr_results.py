@@ -149,6 +149,34 @@ def test_claims_section_generated_from_scores(tmp_path):
         load_table_spec({**spec, "claims": [{"name": "x", "better": "A", "worse": "B", "columns": ["fr"]}]})
 
 
+def test_target_claim_and_column_units(tmp_path):
+    for seed, a in {1: 18, 2: 21, 3: 19}.items():
+        d = tmp_path / f"exp/a/seed{seed}/decode_test"
+        _write_score(d, a)
+        sc = json.loads((d / "score.json").read_text())
+        sc["units"]["char"] = ErrorStats(snt=10, wrd=100, corr=100 - a // 3, sub=a // 3, serr=5).to_dict()
+        (d / "score.json").write_text(json.dumps(sc))
+    spec = {"title": "targets", "unit": "char",
+            "columns": [{"name": "CER", "decode": "decode_test"},
+                        {"name": "WER", "decode": "decode_test", "unit": "word"}],
+            "rows": [{"name": "A", "exp": "exp/a/seed*"}],
+            "claims": [{"name": "A reaches WER <= 20", "row": "A", "column": "WER", "at_most": 20},
+                       {"name": "A reaches WER <= 19", "row": "A", "column": "WER", "at_most": 19},
+                       {"name": "A keeps CER >= 7", "row": "A", "column": "CER", "at_least": 7}]}
+    text = build_results(spec, root=tmp_path, env=ENV)
+    assert "## Summary: Err (%)" in text                      # mixed units: the column names say which
+    assert "| A | 6.3 ± 0.6 (n=3) | 19.3 ± 1.5 (n=3) |" in text   # CER 6/7/6, WER 18/21/19
+    assert "- **A reaches WER <= 20** (A, WER ≤ 20): met: mean 19.3 ± 1.5 over 3 run(s), worst 21.0" in text
+    assert "- **A reaches WER <= 19** (A, WER ≤ 19): not met: mean 19.3" in text
+    assert "- **A keeps CER >= 7** (A, CER ≥ 7): not met: mean 6.3 ± 0.6 over 3 run(s), worst 6.0" in text
+    with pytest.raises(ConfigError, match="one of 'at_most', 'at_least'"):
+        load_table_spec({**spec, "claims": [{"name": "x", "row": "A", "column": "WER"}]})
+    with pytest.raises(ConfigError, match="names a row"):
+        load_table_spec({**spec, "claims": [{"name": "x", "row": "Z", "column": "WER", "at_most": 1}]})
+    with pytest.raises(ConfigError, match="unknown column"):
+        load_table_spec({**spec, "claims": [{"name": "x", "row": "A", "column": "PER", "at_most": 1}]})
+
+
 def test_rows_left_out_of_the_notes(tmp_path):
     for seed, (a, b) in {1: (10, 20), 2: (11, 22)}.items():
         _write_score(tmp_path / f"exp/a/seed{seed}/decode_en", a)

@@ -225,6 +225,40 @@ def test_smoke_corpus_deterministic(smoke, tmp_path):
     assert [j["sentence"] for j in plan_corpus(cfg, 3)] != [j["sentence"] for j in plan_corpus(cfg, 4)]
 
 
+def test_test_split_only_same_utterances(smoke, tmp_path):
+    """--splits test makes only the test split, and exactly the utterances the full build makes."""
+    out, _ = smoke
+    from speechkd.bin.synth_corpus import main
+
+    out2 = tmp_path / "t"
+    with pytest.raises(SystemExit) as e:
+        main(["--config", str(SMOKE), "--out", str(out2), "--nj", "1", "--seed", "3", "--splits", "test",
+              "--corpus.languages", "[de, ga]"])
+    assert e.value.code == 0
+    assert sorted(p.name for p in (out2 / "data").iterdir()) == ["test"]
+    for name in ("text", "utt2spk", "phones", "phones.ctm"):
+        lines1 = [ln for ln in open(out / "data/test" / name, encoding="utf-8") if ln.startswith(("de_", "ga_"))]
+        assert lines1 and lines1 == open(out2 / "data/test" / name, encoding="utf-8").readlines(), name
+    with pytest.raises(ConfigError, match="subset of train, dev, test"):
+        build_corpus(tmp_path / "x", load_config(SMOKE, defaults=DEFAULTS), splits=("eval",))
+
+
+@pytest.mark.parametrize("tag", ["default", "smoke"])
+def test_ssl_voices_test_set_is_the_check_sentences_in_new_voices(tag):
+    """egs/mini_espeak/ssl's 40-voice test set: the check corpus's test sentences, voices that neither the
+    check's train/dev/test nor the pool has."""
+    sfx = "" if tag == "default" else "_smoke"
+    check = load_config(ROOT / f"egs/mini_espeak/conf/corpus_{tag}.yaml", defaults=DEFAULTS)["corpus"]
+    voices = load_config(ROOT / f"egs/mini_espeak/ssl/conf/corpus_voices{sfx}.yaml", defaults=DEFAULTS)["corpus"]
+    pool = load_config(ROOT / f"egs/mini_espeak/ssl/conf/corpus_pool{sfx}.yaml", defaults=DEFAULTS)["corpus"]
+    a = [j for j in plan_corpus(check, 1) if j["split"] == "test"]
+    b = [j for j in plan_corpus(voices, 1) if j["split"] == "test"]
+    assert sorted((j["lang"], j["sentence"]) for j in a) == sorted((j["lang"], j["sentence"]) for j in b)
+    seen = {v for cfg in (check, pool) for vs in cfg["variants"].values() for v in vs}
+    assert not set(voices["variants"]["test"]) & seen
+    assert len({j["voice"].split("+")[1] for j in b}) == len(voices["variants"]["test"])   # every voice speaks
+
+
 def test_phonemizer_agrees_with_corpus(smoke):
     from speechkd.bin.phonemize import main
     from speechkd.corpus.phonemize import phone_agreement

@@ -21,9 +21,9 @@ other way; otherwise **not decided** (within the noise). With a single pair the 
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Sequence
 
-__all__ = ["paired_t", "decide_claim", "claim_lines"]
+__all__ = ["paired_t", "decide_claim", "claim_lines", "target_lines"]
 
 
 def _t_sf(t: float, df: int) -> float:
@@ -119,3 +119,21 @@ def claim_lines(claim: Mapping, per_run: Mapping[str, Mapping[str, Mapping[str, 
                      f"({', '.join(won) or 'none'}); the claim asks for at least {cnt['at_least']}: "
                      f"{'met' if ok else 'not met'}")
     return lines
+
+
+def target_lines(claim: Mapping, per_run: Mapping[str, Mapping[str, Mapping[str, float]]],
+                 digits: int = 1) -> List[str]:
+    """Markdown line of a target claim (``row``, ``column``, ``at_most`` or ``at_least``; module doc)."""
+    row, col = claim["row"], claim["column"]
+    vals = [v[col] for v in per_run.get(row, {}).values() if col in v]
+    if not vals:
+        return [f"- **{claim['name']}**: no runs of '{row}' with column '{col}'"]
+    mean = sum(vals) / len(vals)
+    if "at_most" in claim:
+        bound, worst, rel = float(claim["at_most"]), max(vals), "≤"
+        ok = mean <= bound
+    else:
+        bound, worst, rel = float(claim["at_least"]), min(vals), "≥"
+        ok = mean >= bound
+    return [f"- **{claim['name']}** ({row}, {col} {rel} {bound:g}): {'met' if ok else 'not met'}: "
+            f"mean {mean:.{digits}f} ± {_sd(vals):.{digits}f} over {len(vals)} run(s), worst {worst:.{digits}f}"]

@@ -8,7 +8,9 @@ Usage::
 
 Writes ``<out>/wav/``, ``<out>/data/{train,dev,test}`` (wav.scp text utt2spk spk2utt utt2lang utt2dur
 phones phones.ctm words.ctm) and ``<out>/corpus.yaml``. Any config key can be overridden as
-``--corpus.<key> value``. ``--per-lang`` also writes ``data/<split>_<lang>`` subsets.
+``--corpus.<key> value``. ``--per-lang`` also writes ``data/<split>_<lang>`` subsets. ``--splits test``
+makes only the test split (the same utterances a full build makes: e.g. a corpus's test sentences spoken by
+other voices, with a config that differs only in ``variants.test``).
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--nj", type=int, default=1, help="synthesis processes")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--per-lang", action="store_true", help="also write data/<split>_<lang> subsets")
+    p.add_argument("--splits", default="train,dev,test",
+                   help="comma-separated splits to synthesise (default: all; e.g. test)")
     return p
 
 
@@ -36,9 +40,10 @@ def _main(argv=None) -> int:
 
     args = parse_args(get_parser(), argv)
     cfg = load_config(args.config, args.overrides, defaults=DEFAULTS)
-    info = build_corpus(args.out, cfg, seed=args.seed, nj=args.nj)
+    splits = [x for x in args.splits.replace(" ", ",").split(",") if x]
+    info = build_corpus(args.out, cfg, seed=args.seed, nj=args.nj, splits=splits)
     if args.per_lang:
-        for split in SPLITS:
+        for split in [s for s in SPLITS if s in splits]:
             src = Path(args.out) / "data" / split
             utt2lang = DataDir(src).read("utt2lang")
             for lang in info["languages"]:

@@ -309,14 +309,21 @@ def _pool_map(jobs: List[dict], nj: int, desc: str):
             yield from res
 
 
-def build_corpus(out_dir, cfg: dict, seed: int = 1, nj: int = 1) -> dict:
+def build_corpus(out_dir, cfg: dict, seed: int = 1, nj: int = 1, splits: Sequence[str] = SPLITS) -> dict:
     """Synthesise the corpus described by ``cfg`` (the ``corpus`` section of :data:`DEFAULTS`, or a full
-    config holding it) into ``out_dir``; returns the summary also written to ``<out>/corpus.yaml``."""
+    config holding it) into ``out_dir``; returns the summary also written to ``<out>/corpus.yaml``.
+
+    ``splits`` makes only those splits (e.g. ``("test",)``): their utterances are the ones the full build
+    makes (the plan is the same), so a config that differs from another only in its test voices gives the
+    other's test sentences spoken by new voices, without synthesising train and dev again."""
     import time
 
     cfg = copy.deepcopy(cfg.get("corpus", cfg))
+    splits = tuple(splits)
+    if not splits or set(splits) - set(SPLITS):
+        raise ConfigError(f"splits must be a non-empty subset of {', '.join(SPLITS)}, got {list(splits)}")
     out = Path(out_dir).resolve()
-    jobs = plan_corpus(cfg, seed)
+    jobs = [j for j in plan_corpus(cfg, seed) if j["split"] in splits]
     sr = int(cfg["sample_rate"])
     for j in jobs:
         j["sample_rate"] = sr
@@ -327,7 +334,7 @@ def build_corpus(out_dir, cfg: dict, seed: int = 1, nj: int = 1) -> dict:
     summary = {"name": cfg.get("name", "mini_espeak"), "seed": seed, "sample_rate": sr,
                "languages": list(cfg["languages"]), "splits": {}, "config": cfg}
     n_words = n_exact = 0
-    for split in SPLITS:
+    for split in [s for s in SPLITS if s in splits]:
         sj = [j for j in jobs if j["split"] == split]
         entries = {k: {} for k in ("wav.scp", "text", "utt2spk", "utt2lang", "utt2dur", "phones")}
         ctm_p, ctm_w = [], []
