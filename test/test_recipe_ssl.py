@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 
-from recipe_runner import REPO, copy_recipe, log_values, run_recipe
+from recipe_runner import REPO, assert_rescored, copy_recipe, log_values, run_recipe
 
 
 def test_zoo_smoke_teachers(smoke_zoo):
@@ -40,10 +40,31 @@ def test_zoo_check_stages(smoke_zoo):
             d = rdir / "exp_smoke" / "check" / f"ft_{init}" / f"seed{seed}"
             ctc = log_values(d / "train.log", "ctc")
             assert ctc[-1] < 0.8 * ctc[0], ctc
-            assert (d / "decode_test" / "score.json").exists()
+            for s in ("decode_test", "decode_voices"):   # the 3-voice test's sentences in other voices
+                assert_rescored(d / s / "score.json", rdir)
     text = (rdir / "RESULTS_smoke.md").read_text()
     assert "## Claims (generated from the score files)" in text and "n = 2 pairs" in text
+    assert "| 3 voices |" in text and "decode_voices (PER" in text and (rdir / "per_voice_smoke.png").exists()
     assert "from scratch phone error" in (smoke_zoo / "ssl_ml" / "README.md").read_text()
+
+
+def test_zoo_en_cnn_check(smoke_zoo):
+    """Stage 14: ssl_en_cnn and a same-architecture scratch model fine-tuned (chars) on hubert_kd's corpus."""
+    rdir = smoke_zoo.parents[1]
+    run_recipe(rdir, "--conf_tag", "smoke", "--stage", "14", "--stop_stage", "14", "--seeds", "1 2")
+    for init in ("teacher", "scratch"):
+        for seed in (1, 2):
+            d = rdir / "exp_smoke" / "check_en" / f"ft_{init}" / f"seed{seed}"
+            ctc = log_values(d / "train.log", "ctc")
+            assert ctc[-1] < 0.8 * ctc[0], ctc
+            errs = assert_rescored(d / "decode_test" / "score.json", rdir)
+            assert set(errs) == {"char", "word"}
+    cfg = json.loads((smoke_zoo / "ssl_en_cnn" / "card.json").read_text())
+    assert cfg["model"]["frontend"] == "cnn"
+    text = (rdir / "RESULTS_en_cnn_smoke.md").read_text()
+    assert "- **the English CNN teacher reaches CER <= 20 % (issue)** (fine-tuned from ssl_en_cnn, CER ≤ 20)" in text
+    assert "| CER | WER |" in text
+    assert "from scratch char error" in (smoke_zoo / "ssl_en_cnn" / "README.md").read_text()
 
 
 def _zoo_step(recipe_dir, zoo, *args):

@@ -16,8 +16,9 @@
 # Stages: 1 synthesise the pool and the check corpus | 2 Fbank | 3 MFCC | 4 iteration-1 targets |
 # 5 iteration-1 pretraining | 6 iteration-2 targets | 7 iteration-2 pretraining | 8 zoo entry ssl_ml |
 # 9 English waveform-CNN teacher ssl_en_cnn | 10 text teacher text_ml |
-# 11 check: CTC fine-tuning teacher vs scratch | 12 decode + score dev and test | 13 RESULTS.md (+ PER per
-# voice, local/per_voice.py) + cards with the check
+# 11 check: CTC fine-tuning teacher vs scratch | 12 decode + score dev, test and the 40-voice test |
+# 13 RESULTS.md (+ PER per voice, local/per_voice.py) + cards with the check |
+# 14 check of ssl_en_cnn: char CTC on hubert_kd's 600 labelled utterances, teacher vs scratch -> RESULTS_en_cnn.md
 # The zoo: $exp/zoo/<name>/ (checkpoint dir + README.md model card + card.json); recipes link it through
 # steps/zoo_teacher.sh, which runs this recipe when the teacher they ask for is missing.
 set -euo pipefail
@@ -38,6 +39,7 @@ iter2_init=iter1   # iteration 2 starts from: iter1 (warm start: its encoder, a 
 iter2_steps=       # updates of iteration 2 (default 500; smoke: train.max_steps of conf/pretrain_smoke.yaml;
                    # iteration 1: train.max_steps of conf/pretrain.yaml)
 publish_iter=2     # the iteration that becomes the zoo's ssl_ml (chosen on the check's dev PER, RESULTS.md)
+en_inits="teacher scratch"   # rows of the ssl_en_cnn check (stage 14): from ssl_en_cnn, from scratch
 max_parallel=2     # concurrent fine-tunings in stage 11 (one thread each)
 zoo=               # zoo dir (default: $exp/zoo)
 corpus_seed=1
@@ -73,11 +75,22 @@ ssl_ml_card() {   # ssl_ml_card [extra speechkd-zoo-card options]
     "${iter2_opts[@]}" --corpus "$data/pool_corpus/corpus.yaml" "$@"
 }
 
+# the zoo entry ssl_en_cnn: checkpoint + model card (stage 9), card rewritten with its check (stage 14)
+en_cnn_card() {   # en_cnn_card [extra speechkd-zoo-card options]
+  speechkd-zoo-card --name ssl_en_cnn --model "$exp/en_cnn/model" --out "$zoo/ssl_en_cnn" \
+    --summary "English HuBERT teacher with a waveform-CNN front-end (stands in for HuBERT Base; egs/mini_espeak/hubert_kd distils it): iteration 1 (MFCC k-means targets) on the English part of the pool." \
+    --train-log "iteration 1=$exp/en_cnn/train.log" --targets "iteration 1 (MFCC)=$exp/targets/en_iter1/stats.json" \
+    --corpus "$data/pool_corpus/corpus.yaml" "$@"
+}
+
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "stage 1: unlabelled pool (conf/corpus_pool${sfx}.yaml) and check corpus (../conf/corpus_${conf_tag}.yaml)"
   steps/synth_corpus.sh --nj "$nj" --seed "$corpus_seed" "conf/corpus_pool${sfx}.yaml" "$data/pool_corpus" "$data/pool"
   steps/synth_corpus.sh --nj "$nj" --seed "$corpus_seed" "../conf/corpus_${conf_tag}.yaml" "$data/check_corpus" \
     "$data/check"
+  # the check's test sentences again, spoken by 40 other unseen voices (test split only)
+  steps/synth_corpus.sh --nj "$nj" --seed "$corpus_seed" --splits test "conf/corpus_voices${sfx}.yaml" \
+    "$data/voices_corpus" "$data/voices"
   speechkd-make-tokens --kind phone --text "$data/check/train/phones" --out "$data/token_phone"
 fi
 
@@ -85,6 +98,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "stage 2: 80-dim Fbank (ark/scp) + CMVN of the pool and the check sets"
   steps/make_feats_sets.sh --nj "$nj" --cmd "$feats_cmd" "$data/pool" "$dump/fbank/pool" train dev
   steps/make_feats_sets.sh --nj "$nj" --cmd "$feats_cmd" "$data/check" "$dump/fbank/check" train dev test
+  steps/make_feats.sh --nj "$nj" --cmd "$feats_cmd" --cmvn false "$data/voices/test" "$dump/fbank/voices/test"
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
@@ -155,9 +169,7 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
     speechkd-pretrain --config "conf/pretrain_en_cnn${sfx}.yaml" --train-data "$data/pool_en/train" \
       --valid-data "$data/pool_en/dev" --exp "$exp/en_cnn" --targets.train "$exp/targets/en_iter1/train/labels.scp" \
       --targets.valid "$exp/targets/en_iter1/dev/labels.scp" --targets.kmeans "$exp/targets/en_iter1/kmeans.pt"
-  speechkd-zoo-card --name ssl_en_cnn --model "$exp/en_cnn/model" --out "$zoo/ssl_en_cnn" \
-    --summary "English HuBERT teacher with a waveform-CNN front-end (stands in for HuBERT Base; egs/mini_espeak/hubert_kd distils it): iteration 1 (MFCC k-means targets) on the English part of the pool." \
-    --train-log "iteration 1=$exp/en_cnn/train.log" --targets "iteration 1 (MFCC)=$exp/targets/en_iter1/stats.json"
+  en_cnn_card
 fi
 
 if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ]; then
@@ -191,10 +203,12 @@ if [ "$stage" -le 12 ] && [ "$stop_stage" -ge 12 ]; then
   for init in $inits; do
     for seed in $seeds; do
       dir=$exp/check/ft_${init}/seed$seed
-      log "stage 12: decode + score dev and test ($dir, best checkpoint by dev token error)"
-      for s in dev test; do   # dev: what the zoo's choices (publish_iter, protocols) are made on
+      log "stage 12: decode + score dev, test and the 40-voice test ($dir, best checkpoint by dev token error)"
+      # dev: what the zoo's choices (publish_iter, protocols) are made on; voices: test sentences, 40 voices
+      for s in dev test voices; do
+        src=$data/check/$s; [ "$s" = voices ] && src=$data/voices/test
         steps/decode_score.sh --nj "$nj" --cmd "$decode_cmd" --ref_file phones --units phone \
-          "$dir/model_best" "$data/check/$s" "$dir/decode_$s"
+          "$dir/model_best" "$src" "$dir/decode_$s"
       done
     done
   done
@@ -202,11 +216,41 @@ fi
 
 if [ "$stage" -le 13 ] && [ "$stop_stage" -ge 13 ]; then
   log "stage 13: RESULTS${sfx}.md and the ssl_ml card with the check"
-  local/per_voice.py "$exp/check" decode_dev decode_test > "$exp/check/per_voice.md.tmp"   # PER per voice
+  # PER per voice (tables + plot of the published teacher against no-masking scratch)
+  local/per_voice.py "$exp/check" decode_dev decode_test decode_voices --versus "iter${publish_iter}:scratch_nomask" \
+    --plot "per_voice${sfx}.png" > "$exp/check/per_voice.md.tmp"
+  echo -e "\n![PER per voice, iteration $publish_iter vs no-masking scratch](per_voice${sfx}.png)" >> "$exp/check/per_voice.md.tmp"
   mv "$exp/check/per_voice.md.tmp" "$exp/check/per_voice.md"
   speechkd-make-results --spec "conf/results${sfx}.yaml" --out "RESULTS${sfx}.md" --strict
   ssl_ml_card --no-copy \
     --check "fine-tuned from ssl_ml (iteration $publish_iter)=$exp/check/ft_iter${publish_iter}/seed*/decode_test/score.json" \
     --check "from scratch=$exp/check/ft_scratch/seed*/decode_test/score.json"
   log "done: $(pwd)/RESULTS${sfx}.md"
+fi
+
+if [ "$stage" -le 14 ] && [ "$stop_stage" -ge 14 ]; then
+  log "stage 14: check of ssl_en_cnn: char CTC on hubert_kd's labelled English set ($en_inits), seeds $seeds"
+  steps/synth_corpus.sh --nj "$nj" --seed "$corpus_seed" "../hubert_kd/conf/corpus_${conf_tag}.yaml" \
+    "$data/check_en_corpus" "$data/check_en"
+  speechkd-make-tokens --kind char --text "$data/check_en/train/text" --out "$data/token_char_en"
+  finetune_en() {   # finetune_en INIT SEED: fine-tune, then decode + score dev and test
+    local init=$1 seed=$2 dir=$exp/check_en/ft_$1/seed$2 s
+    local init_opt=(--model.freeze_frontend false)   # from scratch: the random CNN learns too
+    [ "$init" = teacher ] && init_opt=(--init "$zoo/ssl_en_cnn")
+    mkdir -p "$dir"
+    ${cuda_cmd} --gpu 1 --num-threads 1 "$dir/run.log" \
+      speechkd-finetune --config "conf/finetune_en_cnn${sfx}.yaml" "${init_opt[@]}" --train-data "$data/check_en/train" \
+        --valid-data "$data/check_en/dev" --token-dir "$data/token_char_en" --exp "$dir" --train.seed "$seed"
+    for s in dev test; do
+      steps/decode_score.sh --nj 1 --cmd "$decode_cmd" --units char,word "$dir/model_best" "$data/check_en/$s" \
+        "$dir/decode_$s" > "$dir/decode_$s.log"
+    done
+  }
+  specs=()
+  for seed in $seeds; do for init in $en_inits; do specs+=("$init $seed"); done; done
+  run_pool "$max_parallel" finetune_en "${specs[@]}"
+  speechkd-make-results --spec "conf/results_en_cnn${sfx}.yaml" --out "RESULTS_en_cnn${sfx}.md" --strict
+  en_cnn_card --no-copy --unit char --check "fine-tuned from ssl_en_cnn=$exp/check_en/ft_teacher/seed*/decode_test/score.json" \
+    --check "from scratch=$exp/check_en/ft_scratch/seed*/decode_test/score.json"
+  log "done: $(pwd)/RESULTS_en_cnn${sfx}.md"
 fi
