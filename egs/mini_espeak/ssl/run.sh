@@ -39,7 +39,9 @@ iter2_init=iter1   # iteration 2 starts from: iter1 (warm start: its encoder, a 
 iter2_steps=       # updates of iteration 2 (default 500; smoke: train.max_steps of conf/pretrain_smoke.yaml;
                    # iteration 1: train.max_steps of conf/pretrain.yaml)
 publish_iter=2     # the iteration that becomes the zoo's ssl_ml (chosen on the check's dev PER, RESULTS.md)
-en_inits="teacher scratch"   # rows of the ssl_en_cnn check (stage 14): from ssl_en_cnn, from scratch
+en_inits="teacher scratch ssl_ml"   # rows of the ssl_en_cnn check (stage 14): from ssl_en_cnn, from scratch
+                   # (same architecture), from ssl_ml (the multilingual Fbank teacher on the same task: is the
+                   # English teacher or the task the limit?)
 max_parallel=2     # concurrent fine-tunings in stage 11 (one thread each)
 zoo=               # zoo dir (default: $exp/zoo)
 corpus_seed=1
@@ -233,10 +235,19 @@ if [ "$stage" -le 14 ] && [ "$stop_stage" -ge 14 ]; then
   steps/synth_corpus.sh --nj "$nj" --seed "$corpus_seed" "../hubert_kd/conf/corpus_${conf_tag}.yaml" \
     "$data/check_en_corpus" "$data/check_en"
   speechkd-make-tokens --kind char --text "$data/check_en/train/text" --out "$data/token_char_en"
+  case " $en_inits " in   # the Fbank teacher reads features (its own CMVN, from the pool)
+    *" ssl_ml "*) steps/make_feats_sets.sh --nj "$nj" --cmd "$feats_cmd" "$data/check_en" "$dump/fbank/check_en" \
+                    train dev test ;;
+  esac
   finetune_en() {   # finetune_en INIT SEED: fine-tune, then decode + score dev and test
     local init=$1 seed=$2 dir=$exp/check_en/ft_$1/seed$2 s
     local init_opt=(--model.freeze_frontend false)   # from scratch: the random CNN learns too
-    [ "$init" = teacher ] && init_opt=(--init "$zoo/ssl_en_cnn")
+    case $init in
+      teacher) init_opt=(--init "$zoo/ssl_en_cnn") ;;
+      ssl_ml) init_opt=(--init "$zoo/ssl_ml") ;;
+      scratch) ;;
+      *) echo "$0: --en_inits takes teacher, scratch, ssl_ml, not '$init'" >&2; return 1 ;;
+    esac
     mkdir -p "$dir"
     ${cuda_cmd} --gpu 1 --num-threads 1 "$dir/run.log" \
       speechkd-finetune --config "conf/finetune_en_cnn${sfx}.yaml" "${init_opt[@]}" --train-data "$data/check_en/train" \
