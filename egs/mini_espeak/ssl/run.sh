@@ -39,9 +39,10 @@ iter2_init=iter1   # iteration 2 starts from: iter1 (warm start: its encoder, a 
 iter2_steps=       # updates of iteration 2 (default 500; smoke: train.max_steps of conf/pretrain_smoke.yaml;
                    # iteration 1: train.max_steps of conf/pretrain.yaml)
 publish_iter=2     # the iteration that becomes the zoo's ssl_ml (chosen on the check's dev PER, RESULTS.md)
-en_inits="teacher scratch ssl_ml"   # rows of the ssl_en_cnn check (stage 14): from ssl_en_cnn, from scratch
-                   # (same architecture), from ssl_ml (the multilingual Fbank teacher on the same task: is the
-                   # English teacher or the task the limit?)
+en_inits="teacher scratch teacher_ftcnn ssl_ml"   # rows of the ssl_en_cnn check (stage 14): from ssl_en_cnn
+                   # (its CNN frozen, hubert_kd's protocol), from scratch (same architecture, everything trains),
+                   # from ssl_en_cnn with its CNN trained too, from ssl_ml (the multilingual Fbank teacher on the
+                   # same task): the last two ask what limits the teacher
 max_parallel=2     # concurrent fine-tunings in stage 11 (one thread each)
 zoo=               # zoo dir (default: $exp/zoo)
 corpus_seed=1
@@ -244,9 +245,10 @@ if [ "$stage" -le 14 ] && [ "$stop_stage" -ge 14 ]; then
     local init_opt=(--model.freeze_frontend false)   # from scratch: the random CNN learns too
     case $init in
       teacher) init_opt=(--init "$zoo/ssl_en_cnn") ;;
+      teacher_ftcnn) init_opt=(--init "$zoo/ssl_en_cnn" --model.freeze_frontend false) ;;
       ssl_ml) init_opt=(--init "$zoo/ssl_ml") ;;
       scratch) ;;
-      *) echo "$0: --en_inits takes teacher, scratch, ssl_ml, not '$init'" >&2; return 1 ;;
+      *) echo "$0: --en_inits takes teacher, scratch, teacher_ftcnn, ssl_ml, not '$init'" >&2; return 1 ;;
     esac
     mkdir -p "$dir"
     ${cuda_cmd} --gpu 1 --num-threads 1 "$dir/run.log" \
