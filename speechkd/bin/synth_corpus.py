@@ -35,7 +35,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv=None) -> int:
-    from ..corpus.mini_espeak import DEFAULTS, SPLITS, build_corpus
+    from ..corpus.mini_espeak import DEFAULTS, build_corpus
     from ..data.datadir import DataDir, subset_datadir
 
     args = parse_args(get_parser(), argv)
@@ -43,7 +43,7 @@ def _main(argv=None) -> int:
     splits = [x for x in args.splits.replace(" ", ",").split(",") if x]
     info = build_corpus(args.out, cfg, seed=args.seed, nj=args.nj, splits=splits)
     if args.per_lang:
-        for split in [s for s in SPLITS if s in splits]:
+        for split in info["splits"]:   # the splits made
             src = Path(args.out) / "data" / split
             utt2lang = DataDir(src).read("utt2lang")
             for lang in info["languages"]:

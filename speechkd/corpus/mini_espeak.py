@@ -319,9 +319,9 @@ def build_corpus(out_dir, cfg: dict, seed: int = 1, nj: int = 1, splits: Sequenc
     import time
 
     cfg = copy.deepcopy(cfg.get("corpus", cfg))
-    splits = tuple(splits)
     if not splits or set(splits) - set(SPLITS):
         raise ConfigError(f"splits must be a non-empty subset of {', '.join(SPLITS)}, got {list(splits)}")
+    splits = tuple(s for s in SPLITS if s in splits)   # in corpus order
     out = Path(out_dir).resolve()
     jobs = [j for j in plan_corpus(cfg, seed) if j["split"] in splits]
     sr = int(cfg["sample_rate"])
@@ -334,7 +334,7 @@ def build_corpus(out_dir, cfg: dict, seed: int = 1, nj: int = 1, splits: Sequenc
     summary = {"name": cfg.get("name", "mini_espeak"), "seed": seed, "sample_rate": sr,
                "languages": list(cfg["languages"]), "splits": {}, "config": cfg}
     n_words = n_exact = 0
-    for split in [s for s in SPLITS if s in splits]:
+    for split in splits:
         sj = [j for j in jobs if j["split"] == split]
         entries = {k: {} for k in ("wav.scp", "text", "utt2spk", "utt2lang", "utt2dur", "phones")}
         ctm_p, ctm_w = [], []

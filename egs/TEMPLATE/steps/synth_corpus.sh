@@ -11,7 +11,7 @@ nj=2
 seed=1
 force=false
 splits=train,dev,test
-help_message="Usage: $0 [--nj N] [--seed S] [--force true|false] <corpus.yaml> <out-dir> <link-root>"
+help_message="Usage: $0 [--nj N] [--seed S] [--force true|false] [--splits train,dev,test] <corpus.yaml> <out-dir> <link-root>"
 . utils/parse_options.sh
 [ $# -eq 3 ] || { echo "$help_message" >&2; exit 1; }
 conf=$1; out=$2; root=$3
