@@ -155,3 +155,39 @@ def test_build_student_and_short_distillation_run():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_cnn_student_of_an_fbank_teacher_takes_its_own_conv_layers():
+    # the English CNN teacher of the zoo: a waveform CNN put in front of the multilingual Fbank teacher
+    teacher = SSLConfig.from_dict({**TINY, "frontend": "fbank", "fbank_channels": 24})
+    conv = [[8, 10, 5], [12, 3, 2], [12, 3, 2], [12, 3, 2], [12, 3, 2], [12, 2, 2], [12, 4, 2]]
+    cfg = student_config(teacher, 4, frontend="cnn", conv_layers=conv)
+    assert cfg.frontend == "cnn" and cfg.conv_layers == conv
+    assert student_config(teacher, 4, frontend="cnn").conv_layers == [list(c) for c in teacher.conv_layers]
+    student = SSLModel(cfg)
+    used = init_student_from_teacher(student, SSLModel(teacher), "jump")
+    assert used == [1, 2, 3, 4]
+    wav = torch.randn(1, 16000)
+    fe, _ = student.extract_features(wav, torch.tensor([16000]))
+    assert fe.shape[-1] == teacher.d_model
+
+
+def test_keep_teacher_head_on_the_teachers_own_layers():
+    from speechkd.distill.train import DISTILL_DEFAULTS, build_student_from_config
+
+    teacher = SSLModel(SSLConfig.from_dict({**TINY, "frontend": "fbank", "fbank_channels": 24, "num_labels": 7}))
+    conv = [[8, 10, 5], [12, 3, 2], [12, 3, 2], [12, 3, 2], [12, 3, 2], [12, 2, 2], [12, 2, 2]]
+    scfg = dict(DISTILL_DEFAULTS["student"], n_layers=4, frontend="cnn", keep_teacher_head=True,
+                overrides={"conv_layers": conv})
+    student = build_student_from_config(teacher, scfg)
+    assert student.cfg.num_labels == 7 and student.head is not None
+    for k, v in teacher.head.state_dict().items():
+        assert torch.equal(student.head.state_dict()[k], v), k
+    with pytest.raises(ConfigError, match="every teacher layer"):
+        build_student_from_config(teacher, dict(scfg, n_layers=2))
+    with pytest.raises(ConfigError, match="every teacher layer|layers copied"):
+        build_student_from_config(teacher, dict(scfg, init="none"))
+    headless = SSLModel(SSLConfig.from_dict({**TINY, "frontend": "fbank", "fbank_channels": 24}))
+    with pytest.raises(ConfigError, match="HuBERT head"):
+        build_student_from_config(headless, scfg)
+    assert build_student_from_config(teacher, dict(scfg, keep_teacher_head=False)).head is None

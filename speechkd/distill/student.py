@@ -104,7 +104,7 @@ def student_config(teacher_cfg: SSLConfig, n_layers: int, d_model: Optional[int]
         kw["fbank_channels"] = 0
     kw.update(overrides)
     cfg = dataclasses.replace(t, **kw)
-    cfg.conv_layers = [list(c) for c in t.conv_layers]
+    cfg.conv_layers = [list(c) for c in (overrides.get("conv_layers") or t.conv_layers)]
     if cfg.d_model % cfg.n_heads:
         raise ConfigError(f"student d_model {cfg.d_model} not divisible by n_heads {cfg.n_heads}")
     return cfg

@@ -19,7 +19,9 @@ Config sections (every key overridable as ``--section.key value``):
     (+ the feature projection, unless a new width left it random) fixed; ``match_layers`` (with
     ``n_layers`` and no ``d_model``): the width is solved so that the student has the parameters of a
     teacher-width student with ``match_layers`` layers (deep & thin vs shallow & wide at equal budget
-    for any depth); ``head`` ``expand_last`` | ``layerwise``; ``overrides`` any other
+    for any depth); ``head`` ``expand_last`` | ``layerwise``; ``keep_teacher_head`` (every teacher layer
+    copied in order, e.g. the ``frontend`` stage with a new front-end kind): the student keeps the teacher's
+    HuBERT head (label embeddings, ``final_proj``), so it is a teacher for ``loss.w_disc``; ``overrides`` any other
     :class:`~speechkd.models.ssl.SSLConfig` field (dropout, ...).
 ``distill``
     ``stage``: ``full`` (layer regression + optional discriminative loss) or ``frontend`` (stage A of
@@ -48,6 +50,7 @@ heads in ``train_state.pt``), ``exp/train.log`` (per-layer ``l1/<k>``, ``cos/<k>
 """
 from __future__ import annotations
 
+import dataclasses
 import filecmp
 import logging
 import shutil
@@ -74,7 +77,8 @@ log = logging.getLogger("speechkd")
 DISTILL_DEFAULTS: Dict = {
     "student": {"preset": None, "n_layers": 2, "d_model": None, "ffn_dim": None, "n_heads": None,
                 "match_layers": None, "frontend": "cnn", "init": "jump", "init_frontend": True, "init_from": None,
-                "freeze_frontend": False, "head": "expand_last", "overrides": {}},
+                "freeze_frontend": False, "head": "expand_last", "keep_teacher_head": False,
+                "overrides": {}},
     "distill": {"stage": "full", "target_layers": None, "n_targets": 4},
     "loss": {"w_rec": 1.0, "w_cos": 1.0, "w_disc": 0.0, "disc_kind": "type1", "tau": None},
     "spec_augment": {"enabled": False, "freq_masks": 2, "freq_width": 10, "time_masks": 2, "time_width": 20},
@@ -198,6 +202,12 @@ def build_student_from_config(teacher: SSLModel, scfg: dict) -> SSLModel:
         cfg = student_config(teacher.cfg, int(scfg["n_layers"]), d_model=scfg.get("d_model"),
                              ffn_dim=scfg.get("ffn_dim"), n_heads=scfg.get("n_heads"), frontend=frontend,
                              **overrides)
+    keep_head = bool(scfg.get("keep_teacher_head"))
+    if keep_head:
+        if teacher.head is None:
+            raise ConfigError("student.keep_teacher_head needs a teacher with a HuBERT head (num_labels > 0)")
+        cfg = dataclasses.replace(cfg, num_labels=teacher.cfg.num_labels, final_dim=teacher.cfg.final_dim,
+                                  logit_temp=teacher.cfg.logit_temp)
     student = SSLModel(cfg)
     mode = _init_mode(scfg.get("init", "jump"))
     same_width = cfg.d_model == teacher.cfg.d_model and cfg.ffn_dim == teacher.cfg.ffn_dim
@@ -208,6 +218,14 @@ def build_student_from_config(teacher: SSLModel, scfg: dict) -> SSLModel:
     if mode is not None or scfg.get("init_frontend", True):
         used = init_student_from_teacher(student, teacher, mode)
         log.info("student initialised from the teacher (encoder layers %s)", used or "none")
+        if keep_head:   # the head reads the last layer: valid only on the teacher's own stack of layers
+            if used != list(range(1, teacher.cfg.n_layers + 1)):
+                raise ConfigError(f"student.keep_teacher_head needs every teacher layer copied in order "
+                                  f"(student.init jump with n_layers {teacher.cfg.n_layers}), got {used or 'none'}")
+            student.head.load_state_dict(teacher.head.state_dict())
+            log.info("student keeps the teacher's HuBERT head (%d labels)", teacher.cfg.num_labels)
+    elif keep_head:
+        raise ConfigError("student.keep_teacher_head needs the teacher's layers copied (student.init jump)")
     if scfg.get("init_from"):
         src, _ = load_checkpoint(scfg["init_from"])
         try:
