@@ -188,3 +188,24 @@ def test_rows_left_out_of_the_notes(tmp_path):
     text = build_results(spec, root=tmp_path, env=ENV)
     assert "| C | 5.0 |" in text                        # in the table
     assert "en: A better than B" in text and "C better" not in text and "vs C" not in text
+
+
+def test_optional_rows_left_out_with_their_claims_when_not_run(tmp_path):
+    for seed, (a, b) in {1: (10, 20), 2: (11, 22)}.items():
+        _write_score(tmp_path / f"exp/a/seed{seed}/decode_en", a)
+        _write_score(tmp_path / f"exp/b/seed{seed}/decode_en", b)
+    spec = {"title": "t", "unit": "word", "columns": [{"name": "en", "decode": "decode_en"}],
+            "rows": [{"name": "A", "exp": "exp/a/seed*"}, {"name": "B", "exp": "exp/b/seed*"},
+                     {"name": "V1", "exp": "exp/v1/seed*", "optional": True}],
+            "claims": [{"name": "A beats B", "better": "A", "worse": "B"},
+                       {"name": "A beats V1", "better": "A", "worse": "V1"},
+                       {"name": "V1 at most 5", "row": "V1", "column": "en", "at_most": 5}]}
+    text = build_results(spec, root=tmp_path, env=ENV, strict=True)   # strict: an absent optional row is fine
+    assert "| V1 |" not in text and "A beats V1" not in text and "V1 at most 5" not in text
+    assert "**A beats B**" in text and "Not run, left out: V1." in text
+    with pytest.raises(DataError):   # a required row that is missing still fails a strict build
+        build_results({**spec, "rows": spec["rows"][:2] + [{"name": "V1", "exp": "exp/v1/seed*"}]},
+                      root=tmp_path, env=ENV, strict=True)
+    _write_score(tmp_path / "exp/v1/seed1/decode_en", 4)
+    text = build_results(spec, root=tmp_path, env=ENV, strict=True)   # once run, it is a row like the others
+    assert "| V1 | 4.0 |" in text and "**V1 at most 5**" in text and "Not run" not in text

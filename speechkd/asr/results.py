@@ -13,6 +13,7 @@ Table spec (YAML or JSON)::
       - {name: teacher, exp: exp/teacher_ft}
       - {name: student (shuffled), exp: "exp/student_shuf_seed*/ft"}
       - {name: "cause: ...", exp: exp/pilot/x, compare: false}   # in the table, left out of the notes
+      - {name: "v1", exp: "exp/v1/seed*", optional: true}   # left out (with its claims) when not run
     notes: ["Fine-tuned on 50 utterances per language."]
 
 Two more column kinds: ``{name: params (M), file: params.json, key: params_M}`` reads a number from
@@ -241,6 +242,12 @@ def build_results(spec, root=".", env: Optional[dict] = None, strict: bool = Fal
     spec = load_table_spec(spec)
     root = Path(root)
     env = env if env is not None else collect_environment(root)
+    not_run = [r["name"] for r in spec["rows"] if r.get("optional") and not glob.glob(str(root / r["exp"]))]
+    if not_run:   # optional rows (e.g. an earlier version's runs) are left out, with their claims, when absent
+        spec = dict(spec, rows=[r for r in spec["rows"] if r["name"] not in not_run],
+                    claims=[c for c in spec["claims"]
+                            if not {c.get("row"), c.get("better"), c.get("worse")} & set(not_run)],
+                    notes=list(spec["notes"]) + [f"Not run, left out: {', '.join(not_run)}."])
     digits, metric = spec["digits"], spec["metric"]
     lower_better = metric not in ("Corr",)
     cells: Dict[str, Dict[str, Tuple[float, float, int]]] = {c["name"]: {} for c in spec["columns"]}
