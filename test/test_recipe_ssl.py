@@ -32,6 +32,27 @@ def test_zoo_smoke_teachers(smoke_zoo):
     assert (smoke_zoo / "text_ml" / "config.json").exists()
 
 
+def test_zoo_en_cnn_is_made_from_ssl_ml(smoke_zoo):
+    """ssl_en_cnn (default --en_cnn_from ssl_ml): a waveform CNN learns ssl_ml's front-end output, in front of
+    ssl_ml's transformer, which it keeps unchanged."""
+    import torch
+
+    from speechkd.models.checkpoint import load_checkpoint
+
+    l1 = log_values(smoke_zoo.parents[1] / "exp_smoke" / "en_cnn_fe" / "train.log", "fe_l1")
+    assert len(l1) >= 5 and l1[-1] < 0.9 * l1[0], l1
+    en, _ = load_checkpoint(smoke_zoo / "ssl_en_cnn")
+    ml, _ = load_checkpoint(smoke_zoo / "ssl_ml")
+    assert en.cfg.frontend == "cnn" and ml.cfg.frontend == "fbank" and en.cfg.n_layers == ml.cfg.n_layers
+    ml_state = ml.state_dict()
+    assert en.cfg.num_labels == ml.cfg.num_labels > 0   # ssl_ml's HuBERT head comes along (hubert_kd's L_disc)
+    shared = [k for k in en.state_dict() if k.startswith(("encoder.", "head.")) and k in ml_state]
+    assert len(shared) > 10 and any(k.startswith("head.") for k in shared)
+    for k in shared:
+        assert torch.equal(en.state_dict()[k], ml_state[k]), k
+    assert "made from the multilingual teacher ssl_ml" in (smoke_zoo / "ssl_en_cnn" / "README.md").read_text()
+
+
 def test_zoo_check_stages(smoke_zoo):
     rdir = smoke_zoo.parents[1]
     run_recipe(rdir, "--conf_tag", "smoke", "--stage", "11", "--stop_stage", "13", "--seeds", "1 2")
@@ -52,7 +73,7 @@ def test_zoo_en_cnn_check(smoke_zoo):
     """Stage 14: ssl_en_cnn and a same-architecture scratch model fine-tuned (chars) on hubert_kd's corpus."""
     rdir = smoke_zoo.parents[1]
     run_recipe(rdir, "--conf_tag", "smoke", "--stage", "14", "--stop_stage", "14", "--seeds", "1 2")
-    for init in ("teacher", "scratch", "teacher_ftcnn", "ssl_ml"):   # the last two: cause rows
+    for init in ("teacher", "scratch", "ssl_ml"):   # the default --en_inits (ssl_ml: a cause row)
         for seed in (1, 2):
             d = rdir / "exp_smoke" / "check_en" / f"ft_{init}" / f"seed{seed}"
             ctc = log_values(d / "train.log", "ctc")
@@ -64,6 +85,7 @@ def test_zoo_en_cnn_check(smoke_zoo):
     text = (rdir / "RESULTS_en_cnn_smoke.md").read_text()
     assert "- **the English CNN teacher reaches CER <= 20 % (issue)** (fine-tuned from ssl_en_cnn, CER ≤ 20)" in text
     assert "| CER | WER |" in text
+    assert "Not run, left out: fine-tuned from ssl_en_cnn, its CNN trained too." in text   # an optional row
     assert "from scratch char error" in (smoke_zoo / "ssl_en_cnn" / "README.md").read_text()
 
 

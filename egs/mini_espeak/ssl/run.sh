@@ -6,7 +6,8 @@
 #   ssl_ml      multilingual HuBERT (Fbank front-end, 8 layers; stands in for XLSR-53): iteration 1 on MFCC
 #               k-means targets, iteration 2 on k-means of its layer-6 output, on a ~10.7 h unlabelled pool;
 #               the zoo publishes iteration $publish_iter (default 2: the better one on the check's dev set)
-#   ssl_en_cnn  English HuBERT with a waveform CNN (stands in for HuBERT Base; hubert_kd distils it)
+#   ssl_en_cnn  English teacher with a waveform CNN (stands in for HuBERT Base; hubert_kd distils it): a CNN
+#               trained to give ssl_ml's front-end output from the waveform, in front of ssl_ml's transformer
 #   text_ml     multilingual masked LM on installed text outside every transcript (stands in for XLM-R)
 #
 #   ./run.sh                              # the zoo + its check (default config)
@@ -39,10 +40,13 @@ iter2_init=iter1   # iteration 2 starts from: iter1 (warm start: its encoder, a 
 iter2_steps=       # updates of iteration 2 (default 500; smoke: train.max_steps of conf/pretrain_smoke.yaml;
                    # iteration 1: train.max_steps of conf/pretrain.yaml)
 publish_iter=2     # the iteration that becomes the zoo's ssl_ml (chosen on the check's dev PER, RESULTS.md)
-en_inits="teacher scratch teacher_ftcnn ssl_ml"   # rows of the ssl_en_cnn check (stage 14): from ssl_en_cnn
-                   # (its CNN frozen, hubert_kd's protocol), from scratch (same architecture, everything trains),
-                   # from ssl_en_cnn with its CNN trained too, from ssl_ml (the multilingual Fbank teacher on the
-                   # same task): the last two ask what limits the teacher
+en_inits="teacher scratch ssl_ml"   # rows of the ssl_en_cnn check (stage 14): from ssl_en_cnn (its CNN
+                   # frozen, hubert_kd's protocol), from scratch (same architecture, everything trains), from
+                   # ssl_ml (the multilingual Fbank teacher on the same task); also: teacher_ftcnn (from
+                   # ssl_en_cnn with its CNN trained too)
+en_cnn_from=ssl_ml # ssl_en_cnn (stage 9) from: ssl_ml (a waveform CNN distilled onto ssl_ml's front-end, its
+                   # transformer reused) | scratch (HuBERT iteration 1 on the English pool; RESULTS_en_cnn.md)
+en_cnn_steps=0     # with ssl_ml: HuBERT updates on English after the front-end (0 = none)
 max_parallel=2     # concurrent fine-tunings in stage 11 (one thread each)
 zoo=               # zoo dir (default: $exp/zoo)
 corpus_seed=1
@@ -79,11 +83,27 @@ ssl_ml_card() {   # ssl_ml_card [extra speechkd-zoo-card options]
 }
 
 # the zoo entry ssl_en_cnn: checkpoint + model card (stage 9), card rewritten with its check (stage 14)
-en_cnn_card() {   # en_cnn_card [extra speechkd-zoo-card options]
-  speechkd-zoo-card --name ssl_en_cnn --model "$exp/en_cnn/model" --out "$zoo/ssl_en_cnn" \
-    --summary "English HuBERT teacher with a waveform-CNN front-end (stands in for HuBERT Base; egs/mini_espeak/hubert_kd distils it): iteration 1 (MFCC k-means targets) on the English part of the pool." \
-    --train-log "iteration 1=$exp/en_cnn/train.log" --targets "iteration 1 (MFCC)=$exp/targets/en_iter1/stats.json" \
-    --corpus "$data/pool_corpus/corpus.yaml" "$@"
+en_cnn_card() {   # en_cnn_card [--model DIR] [extra speechkd-zoo-card options]
+  local model=$zoo/ssl_en_cnn
+  [ "${1:-}" = --model ] && { model=$2; shift 2; }
+  local what logs=()
+  case $en_cnn_from in
+    ssl_ml)
+      what="made from the multilingual teacher ssl_ml: a waveform CNN trained on the English part of the pool to give what ssl_ml's Fbank front-end gives (L1, conf/en_cnn_frontend${sfx}.yaml), in front of ssl_ml's transformer"
+      logs=(--train-log "ssl_ml iteration 1=$exp/iter1/train.log" --train-log "ssl_ml iteration 2=$exp/iter2/train.log"
+            --train-log "CNN front-end (L1 to ssl_ml's)=$exp/en_cnn_fe/train.log"
+            --targets "ssl_ml iteration 2 (layer $iter2_layer)=$exp/targets/iter2/stats.json")
+      if [ "$en_cnn_steps" -gt 0 ]; then
+        what="$what, then $en_cnn_steps HuBERT updates on English (ssl_ml's iteration-2 targets)"
+        logs+=(--train-log "English HuBERT=$exp/en_cnn/train.log")
+      fi ;;
+    *)
+      what="iteration 1 (MFCC k-means targets) on the English part of the pool"
+      logs=(--train-log "iteration 1=$exp/en_cnn/train.log" --targets "iteration 1 (MFCC)=$exp/targets/en_iter1/stats.json") ;;
+  esac
+  speechkd-zoo-card --name ssl_en_cnn --model "$model" --out "$zoo/ssl_en_cnn" \
+    --summary "English teacher with a waveform-CNN front-end (stands in for HuBERT Base; egs/mini_espeak/hubert_kd distils it): $what." \
+    "${logs[@]}" --corpus "$data/pool_corpus/corpus.yaml" "$@"
 }
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
@@ -158,21 +178,41 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
 fi
 
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
-  log "stage 9: English waveform-CNN teacher $zoo/ssl_en_cnn (HuBERT iteration 1 on the English pool)"
+  log "stage 9: English waveform-CNN teacher $zoo/ssl_en_cnn (from $en_cnn_from)"
   for s in train dev; do
     awk '$2 == "en" {print $1}' "$data/pool/$s/utt2lang" > "$data/pool_en_$s.list"
     utils/subset_data_dir.sh --utt-list "$data/pool_en_$s.list" "$data/pool_mfcc/$s" "$data/pool_en_mfcc/$s" >/dev/null
     utils/subset_data_dir.sh --utt-list "$data/pool_en_$s.list" "$data/pool/$s" "$data/pool_en/$s" >/dev/null
     cp "$data/pool/$s/phones.ctm" "$data/pool_en_mfcc/$s/"
   done
-  speechkd-hubert-targets --kind mfcc --config "conf/targets_iter1${sfx}.yaml" --out "$exp/targets/en_iter1" \
-    --set "train=$data/pool_en_mfcc/train" --set "dev=$data/pool_en_mfcc/dev" --no-progress
-  mkdir -p "$exp/en_cnn"
-  ${cuda_cmd} --gpu 1 --num-threads 1 "$exp/en_cnn/run.log" \
-    speechkd-pretrain --config "conf/pretrain_en_cnn${sfx}.yaml" --train-data "$data/pool_en/train" \
-      --valid-data "$data/pool_en/dev" --exp "$exp/en_cnn" --targets.train "$exp/targets/en_iter1/train/labels.scp" \
-      --targets.valid "$exp/targets/en_iter1/dev/labels.scp" --targets.kmeans "$exp/targets/en_iter1/kmeans.pt"
-  en_cnn_card
+  case $en_cnn_from in
+    ssl_ml)   # a waveform CNN learns ssl_ml's front-end output; the transformer is ssl_ml's
+      mkdir -p "$exp/en_cnn_fe"
+      ${cuda_cmd} --gpu 1 --num-threads 1 "$exp/en_cnn_fe/run.log" \
+        speechkd-distill --config "conf/en_cnn_frontend${sfx}.yaml" --teacher "$zoo/ssl_ml" \
+          --train-data "$data/pool_en/train" --valid-data "$data/pool_en/dev" --exp "$exp/en_cnn_fe"
+      en_model=$exp/en_cnn_fe/model
+      if [ "$en_cnn_steps" -gt 0 ]; then   # then HuBERT on English, on ssl_ml's own iteration-2 targets
+        mkdir -p "$exp/en_cnn"
+        ${cuda_cmd} --gpu 1 --num-threads 1 "$exp/en_cnn/run.log" \
+          speechkd-pretrain --config "conf/pretrain_en_cnn${sfx}.yaml" --init "$exp/en_cnn_fe/model" \
+            --train-data "$data/pool_en/train" --valid-data "$data/pool_en/dev" --exp "$exp/en_cnn" \
+            --targets.train "$exp/targets/iter2/train/labels.scp" --targets.valid "$exp/targets/iter2/dev/labels.scp" \
+            --targets.kmeans "$exp/targets/iter2/kmeans.pt" --train.max_steps "$en_cnn_steps"
+        en_model=$exp/en_cnn/model
+      fi ;;
+    scratch)  # HuBERT iteration 1 on the English pool alone (RESULTS_en_cnn.md: a weak teacher at this budget)
+      speechkd-hubert-targets --kind mfcc --config "conf/targets_iter1${sfx}.yaml" --out "$exp/targets/en_iter1" \
+        --set "train=$data/pool_en_mfcc/train" --set "dev=$data/pool_en_mfcc/dev" --no-progress
+      mkdir -p "$exp/en_cnn"
+      ${cuda_cmd} --gpu 1 --num-threads 1 "$exp/en_cnn/run.log" \
+        speechkd-pretrain --config "conf/pretrain_en_cnn${sfx}.yaml" --train-data "$data/pool_en/train" \
+          --valid-data "$data/pool_en/dev" --exp "$exp/en_cnn" --targets.train "$exp/targets/en_iter1/train/labels.scp" \
+          --targets.valid "$exp/targets/en_iter1/dev/labels.scp" --targets.kmeans "$exp/targets/en_iter1/kmeans.pt"
+      en_model=$exp/en_cnn/model ;;
+    *) echo "$0: --en_cnn_from must be ssl_ml or scratch, not '$en_cnn_from'" >&2; exit 1 ;;
+  esac
+  en_cnn_card --model "$en_model"
 fi
 
 if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ]; then
