@@ -50,6 +50,8 @@ def test_zoo_en_cnn_is_made_from_ssl_ml(smoke_zoo):
     assert len(shared) > 10 and any(k.startswith("head.") for k in shared)
     for k in shared:
         assert torch.equal(en.state_dict()[k], ml_state[k]), k
+    # and the codebook that head predicts (hubert_kd's teacher stage checks for it)
+    assert (smoke_zoo / "ssl_en_cnn" / "kmeans.pt").read_bytes() == (smoke_zoo / "ssl_ml" / "kmeans.pt").read_bytes()
     assert "made from the multilingual teacher ssl_ml" in (smoke_zoo / "ssl_en_cnn" / "README.md").read_text()
 
 

@@ -43,7 +43,8 @@ Config sections (every key overridable as ``--section.key value``):
 When the teacher reads waveforms (CNN) and the student Fbank (or the reverse) the loader gives both
 inputs of each utterance: ``x`` (teacher) and ``s_x`` (student) — see :class:`PairedDataset`.
 
-Outputs: ``exp/model`` (student SSL checkpoint, heads dropped, + ``cmvn.npz`` for a Fbank student;
+Outputs: ``exp/model`` (student SSL checkpoint, heads dropped unless ``keep_teacher_head``, then with the
+teacher's ``kmeans.pt`` codebook; + ``cmvn.npz`` for a Fbank student;
 loadable by ``speechkd-finetune --init``), ``exp/model_best``, ``exp/checkpoints/step_N`` (with the
 heads in ``train_state.pt``), ``exp/train.log`` (per-layer ``l1/<k>``, ``cos/<k>``, ``kl``), and
 ``exp/tensorboard``.
@@ -403,9 +404,15 @@ def distill(cfg: dict, teacher_dir, train_data, valid_data=None, exp_dir="exp/st
     n_train = sum(p.numel() for p in task.parameters() if p.requires_grad)
     log.info("distillation stage '%s': targets %s, %d trainable params", task.stage, task.target_layers, n_train)
 
+    # a student that keeps the teacher's HuBERT head predicts the teacher's clusters: its codebook goes along
+    t_kmeans = Path(teacher_dir) / "kmeans.pt"
+    keep_codebook = bool(cfg["student"].get("keep_teacher_head")) and t_kmeans.exists()
+
     def extra_save(d: Path):
         if s_cmvn is not None:
             shutil.copyfile(s_cmvn, d / "cmvn.npz")
+        if keep_codebook:
+            shutil.copyfile(t_kmeans, d / "kmeans.pt")
 
     trainer = Trainer(task, distill_step, cfg["optim"], exp_dir, cfg,
                       state_dict_fn=lambda t: t.distiller.student.state_dict(), extra_save_fn=extra_save)
