@@ -3,7 +3,10 @@ inverse mapping, written out here by hand), saved with torch.save, imported, com
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -176,3 +179,193 @@ def test_import_cli_fairseq(tmp_path):
     with pytest.raises(SystemExit) as e:
         import_main(["--src", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "t2")])
     assert e.value.code == 1 and not (tmp_path / "t2").exists()
+
+
+# ------------------------------------------------------------------ fine-tuned without w2v_args (HuBERT)
+def _hubert_ctc_files(tmp_path, w2v_args_key=True):
+    """fairseq HuBERT fine-tuning layout: cfg.model.w2v_args None, config only in the w2v_path file."""
+    torch.manual_seed(0)
+    hf_cfg = transformers.HubertConfig(**{**_hf_cfg(False, hubert=True).to_dict(), "vocab_size": 7})
+    ref = _perturbed(transformers.HubertForCTC(hf_cfg))
+    enc = hf_to_fairseq({k[len("hubert."):]: v for k, v in ref.state_dict().items() if k.startswith("hubert.")},
+                        False)
+    pre = tmp_path / "pre" / "hubert_pretrain.pt"
+    pre.parent.mkdir()
+    g = torch.Generator().manual_seed(5)
+    torch.save({"cfg": {"model": _fairseq_model_cfg(False, "hubert"), "task": {"labels": ["km"]}},
+                "model": {**enc, "label_embs_concat": torch.randn(20, 8, generator=g),
+                          "final_proj.weight": torch.randn(8, 32, generator=g), "final_proj.bias": torch.zeros(8)}},
+               pre)
+    state = {f"w2v_encoder.w2v_model.{k}": v for k, v in enc.items()}
+    state["w2v_encoder.proj.weight"] = ref.lm_head.weight.detach().clone()
+    state["w2v_encoder.proj.bias"] = ref.lm_head.bias.detach().clone()
+    model_cfg = {"_name": "hubert_ctc", "w2v_path": str(pre), "apply_mask": True, "mask_prob": 0.25}
+    if w2v_args_key:
+        model_cfg["w2v_args"] = None
+    ft = tmp_path / "hubert_ctc.pt"
+    torch.save({"cfg": {"model": model_cfg, "task": {"_name": "audio_finetuning"}}, "model": state}, ft)
+    return ref, ft, pre
+
+
+def _check_ctc(ours, ref, vocab):
+    assert isinstance(ours, CTCModel) and ours.vocab_size == vocab and ours.encoder.cfg.arch == "hubert"
+    x = torch.randn(2, 3000, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        lp, _, _ = ours(x)
+        expect = torch.log_softmax(ref(x).logits, -1)
+    assert (lp - expect).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("w2v_args_key", [True, False])
+def test_finetuned_without_w2v_args_reads_w2v_path(tmp_path, w2v_args_key):
+    ref, ft, pre = _hubert_ctc_files(tmp_path, w2v_args_key)
+    ours = import_fairseq(ft)
+    _check_ctc(ours, ref, 7)
+    assert ours.encoder.cfg.mask_time_prob == 0.25  # fine-tuning value, not the pre-training 0.65
+
+
+def test_finetuned_w2v_path_from_another_machine(tmp_path):
+    ref, ft, pre = _hubert_ctc_files(tmp_path)
+    moved = tmp_path / "here.pt"
+    pre.rename(moved)
+    with pytest.raises(ConfigError) as e:
+        import_fairseq(ft)
+    msg = str(e.value)
+    assert "hubert_ctc.pt" in msg and str(pre) in msg and "--w2v-path" in msg
+    _check_ctc(import_fairseq(ft, w2v_path=moved), ref, 7)
+    with pytest.raises(ConfigError, match="nowhere.pt"):
+        import_fairseq(ft, w2v_path=tmp_path / "nowhere.pt")
+    with pytest.raises(ConfigError, match="fine-tuned checkpoint, not the pre-training"):
+        import_fairseq(ft, w2v_path=ft)
+
+
+def test_import_cli_w2v_path(tmp_path):
+    from speechkd.bin.import_checkpoint import main as import_main
+    from speechkd.models.checkpoint import load_checkpoint
+    ref, ft, pre = _hubert_ctc_files(tmp_path)
+    moved = tmp_path / "here.pt"
+    pre.rename(moved)
+    with pytest.raises(SystemExit) as e:
+        import_main(["--src", str(ft), "--out", str(tmp_path / "t1")])
+    assert e.value.code == 1 and not (tmp_path / "t1").exists()
+    with pytest.raises(SystemExit) as e:
+        import_main(["--src", str(ft), "--out", str(tmp_path / "ctc"), "--w2v-path", str(moved)])
+    assert e.value.code == 0
+    model, config = load_checkpoint(tmp_path / "ctc")
+    _check_ctc(model, ref, 7)
+
+
+# ------------------------------------------------------------------ fine-tuning masking / dropout fields
+def _finetuned_with(tmp_path, **ft_fields):
+    ref = transformers.Wav2Vec2Model(_hf_cfg(True))
+    state = {f"w2v_encoder.w2v_model.{k}": v for k, v in hf_to_fairseq(ref.state_dict(), True).items()}
+    state["w2v_encoder.proj.weight"], state["w2v_encoder.proj.bias"] = torch.randn(5, 32), torch.zeros(5)
+    pre = {**_fairseq_model_cfg(True, "wav2vec2"), "mask_prob": 0.65, "mask_length": 10, "dropout_input": 0.1,
+           "mask_channel_prob": 0.0, "mask_channel_length": 10}
+    ckpt = {"cfg": {"model": {"_name": "wav2vec_ctc", "w2v_args": {"model": pre}, **ft_fields}}, "model": state}
+    torch.save(ckpt, tmp_path / "ft.pt")
+    return tmp_path / "ft.pt"
+
+
+def test_finetune_masking_fields_override_pretraining(tmp_path, caplog):
+    path = _finetuned_with(tmp_path, apply_mask=True, mask_prob=0.3, mask_length=4, mask_channel_prob=0.2,
+                           mask_channel_length=6, dropout_input=0.05, layerdrop=0.02, mask_selection="normal",
+                           mask_other=2.0, no_mask_overlap=False)
+    with caplog.at_level(logging.INFO, logger="speechkd"):
+        cfg = import_fairseq(path).encoder.cfg
+    assert (cfg.mask_time_prob, cfg.mask_time_length, cfg.mask_channel_prob, cfg.mask_channel_length) == \
+        (0.3, 4, 0.2, 6)
+    assert cfg.proj_dropout == 0.05 and cfg.layerdrop == 0.02
+    enc = import_fairseq(path).encoder
+    assert enc.masking.mask_time_length == 4 and enc.masking.mask_channel_prob == 0.2
+    # options speechkd cannot reproduce are logged, not dropped silently; defaults are not mentioned
+    assert "mask_selection='normal'" in caplog.text and "mask_other=2.0" in caplog.text
+    assert "no_mask_overlap" not in caplog.text
+
+
+def test_finetune_apply_mask_false_disables_masking(tmp_path):
+    path = _finetuned_with(tmp_path, apply_mask=False, mask_prob=0.5, mask_channel_prob=0.1, mask_length=10)
+    cfg = import_fairseq(path).encoder.cfg
+    assert cfg.mask_time_prob == 0.0 and cfg.mask_channel_prob == 0.0
+    model = import_fairseq(path).train()
+    x = torch.randn(1, 3000)
+    out = model.encoder(x, mask=True)
+    assert out.mask_indices is None or not out.mask_indices.any()
+
+
+# ------------------------------------------------------------------ no post_extract_proj
+def test_no_post_extract_proj_when_dims_match(tmp_path):
+    torch.manual_seed(0)
+    hf_cfg = _hf_cfg(False)
+    hf_cfg.conv_dim = (16, 16, 32)  # last conv channels = hidden_size: fairseq has no post_extract_proj
+    ref = _perturbed(transformers.Wav2Vec2Model(hf_cfg))
+    with torch.no_grad():  # the reference: HF with an identity projection (= no projection)
+        ref.feature_projection.projection.weight.copy_(torch.eye(32))
+        ref.feature_projection.projection.bias.zero_()
+    state = hf_to_fairseq(ref.state_dict(), False)
+    del state["post_extract_proj.weight"], state["post_extract_proj.bias"]
+    mcfg = {**_fairseq_model_cfg(False, "wav2vec2"),
+            "conv_feature_layers": "[(16, 10, 5)] + [(16, 3, 2)] + [(32, 2, 2)]"}
+    torch.save({"cfg": {"model": mcfg}, "model": state}, tmp_path / "w2v.pt")
+    ours = import_fairseq(tmp_path / "w2v.pt")
+    _compare(ours, ref, False)
+    # a missing projection where the dims differ is an error naming the file
+    ref2 = transformers.Wav2Vec2Model(_hf_cfg(False))
+    state2 = hf_to_fairseq(ref2.state_dict(), False)
+    del state2["post_extract_proj.weight"], state2["post_extract_proj.bias"]
+    torch.save({"cfg": {"model": _fairseq_model_cfg(False, "wav2vec2")}, "model": state2}, tmp_path / "bad.pt")
+    with pytest.raises(ConfigError, match="bad.pt.*post_extract_proj"):
+        import_fairseq(tmp_path / "bad.pt")
+
+
+# ------------------------------------------------------------------ HuBERT with several label sets
+@pytest.mark.parametrize("untied", [False, True])
+def test_hubert_two_label_sets_refused(tmp_path, untied):
+    ref = transformers.HubertModel(_hf_cfg(False, hubert=True))
+    state = hf_to_fairseq(ref.state_dict(), False)
+    state["label_embs_concat"] = torch.randn(20 + 12, 8)  # two dictionaries (20 and 12 labels) stacked
+    rows = 16 if untied else 8                           # untie_final_proj: final_dim per label set
+    state["final_proj.weight"], state["final_proj.bias"] = torch.randn(rows, 32), torch.randn(rows)
+    mcfg = {**_fairseq_model_cfg(False, "hubert"), "untie_final_proj": untied}
+    torch.save({"cfg": {"model": mcfg, "task": {"_name": "hubert_pretraining", "labels": ["km", "phn"]}},
+                "model": state}, tmp_path / "hubert2.pt")
+    with pytest.raises(ConfigError, match=r"hubert2.pt.*2 label sets \(labels: km, phn\)"):
+        import_fairseq(tmp_path / "hubert2.pt")
+
+
+# ------------------------------------------------------------------ oracle: fairseq 0.12.2 state-dict layout
+FIXTURE = Path(__file__).parent / "fixtures" / "fairseq_0.12.2_state_keys.json"
+
+
+@pytest.mark.parametrize("variant,finetuned", [("wav2vec2_base", False), ("wav2vec2_xlsr", False),
+                                               ("hubert_base", False), ("wav2vec2_base", True),
+                                               ("hubert_base", True)])
+def test_fairseq_0122_key_layout(tmp_path, variant, finetuned):
+    """Every tensor of a fairseq-0.12.2-layout checkpoint (key names from the fixture, random values) lands
+    in exactly one parameter of the imported model, except the declared pre-training-only ones."""
+    spec = json.loads(FIXTURE.read_text())[variant]
+    g = torch.Generator().manual_seed(1)
+    fs = {k: torch.randn(shape, generator=g) for k, shape in spec["keys"].items()}
+    dropped = set(spec["pretraining_only"])
+    if finetuned:  # fine-tuned: pre-training modules removed (and HuBERT's head), encoder under w2v_encoder
+        dropped |= {"final_proj.weight", "final_proj.bias", "label_embs_concat"}
+        state = {f"w2v_encoder.w2v_model.{k}": v for k, v in fs.items() if k not in dropped}
+        state["w2v_encoder.proj.weight"] = torch.randn(5, 32, generator=g)
+        state["w2v_encoder.proj.bias"] = torch.randn(5, generator=g)
+        ckpt = {"cfg": {"model": {"_name": "wav2vec_ctc", "w2v_args": {"model": spec["cfg"]}}}, "model": state}
+        expected = {**{k: v for k, v in fs.items() if k not in dropped},
+                    "w2v_encoder.proj.weight": state["w2v_encoder.proj.weight"],
+                    "w2v_encoder.proj.bias": state["w2v_encoder.proj.bias"]}
+    else:
+        ckpt = {"cfg": {"model": spec["cfg"], "task": spec.get("task", {})}, "model": fs}
+        expected = {k: v for k, v in fs.items() if k not in dropped}
+    torch.save(ckpt, tmp_path / "m.pt")
+    ours = {k: v for k, v in import_fairseq(tmp_path / "m.pt").state_dict().items() if v.is_floating_point()}
+    # match by value: random tensors are distinct, so equal values mean this key was mapped onto that one
+    unused = [k for k, v in expected.items()
+              if not any(o.shape == v.shape and torch.equal(o, v) for o in ours.values())]
+    missing = [k for k, o in ours.items()
+               if not any(o.shape == v.shape and torch.equal(o, v) for v in expected.values())]
+    assert not unused, f"fairseq keys not imported: {unused}"
+    assert not missing, f"parameters not filled from the checkpoint: {missing}"
+    assert len(ours) == len(expected)

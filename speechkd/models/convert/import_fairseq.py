@@ -7,6 +7,14 @@ fairseq itself is not needed. Files are read with ``weights_only=True`` plus a f
 (argparse.Namespace, omegaconf containers, numpy arrays); a checkpoint that pickles other objects (e.g.
 fairseq's own) is refused unless ``trust=True`` / ``--trust-checkpoint`` (and then may need fairseq).
 
+A fine-tuned checkpoint carries its pre-training config in ``cfg.model.w2v_args``; fairseq's HuBERT
+fine-tuning writes ``w2v_args: None`` instead, and the config is then read from the pre-training file at
+``cfg.model.w2v_path`` (or the ``w2v_path=`` argument / ``--w2v-path`` flag when the recorded path is from
+another machine). The fine-tuning config's dropout and masking fields (``apply_mask``, ``mask_prob``, ...)
+override the pre-training ones. A model whose last conv layer has ``encoder_embed_dim`` channels has no
+``post_extract_proj`` in fairseq: it gets an identity projection. HuBERT checkpoints trained on several
+label sets are refused (the split of ``label_embs_concat`` between the sets is not recorded).
+
 Example::
 
     model = import_fairseq("/data/models/xlsr_53_56k.pt")       # SSLModel, 24 pre-LN layers
@@ -41,6 +49,25 @@ from ..ssl import SSLConfig, SSLModel
 log = logging.getLogger("speechkd")
 
 DEFAULT_CONV = "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] * 2"
+W2V_PATH_FLAG = "--w2v-path"
+
+# fine-tuning config (fairseq Wav2Vec2AsrConfig / HubertAsrConfig) field -> SSLConfig field, cast; these
+# override the pre-training values (fairseq passes them as arg_overrides to the pre-trained model)
+_FT_OVERRIDES = (
+    ("dropout", "dropout", float), ("attention_dropout", "attention_dropout", float),
+    ("activation_dropout", "activation_dropout", float), ("dropout_input", "proj_dropout", float),
+    ("layerdrop", "layerdrop", float), ("mask_prob", "mask_time_prob", float),
+    ("mask_length", "mask_time_length", int), ("mask_channel_prob", "mask_channel_prob", float),
+    ("mask_channel_length", "mask_channel_length", int),
+)
+# masking fields with no SSLConfig counterpart, with the fairseq defaults that speechkd's masking follows;
+# another value is logged (it is not reproduced)
+_MASK_UNMAPPED = {
+    "mask_selection": "static", "mask_other": 0, "no_mask_overlap": False, "mask_min_space": 1,
+    "require_same_masks": True, "mask_dropout": 0.0, "mask_channel_selection": "static",
+    "mask_channel_other": 0, "no_mask_channel_overlap": False, "mask_channel_min_space": 1,
+    "mask_channel_before": False,
+}
 
 _RULES = [
     (r"^feature_extractor\.conv_layers\.(\d+)\.0\.(weight|bias)$", r"feature_extractor.conv_layers.\1.conv.\2"),
@@ -179,45 +206,146 @@ def _convert_encoder(state: dict, where):
     return enc
 
 
-def import_fairseq(path, kind: str = "auto", trust: bool = False):
+def _find_w2v_file(path, recorded, override) -> Path:
+    """The pre-training checkpoint of a fine-tuned one without w2v_args: ``override`` if given, else the
+    recorded ``w2v_path`` when it exists on this machine."""
+    if override is not None:
+        override = Path(override)
+        if not override.is_file():
+            raise ConfigError(f"{path}: pre-training checkpoint {override} (given by {W2V_PATH_FLAG} / "
+                              "w2v_path=) does not exist")
+        return override
+    if recorded and Path(str(recorded)).is_file():
+        return Path(str(recorded))
+    raise ConfigError(f"{path}: fine-tuned checkpoint without w2v_args (pre-training config) and its recorded "
+                      f"w2v_path {recorded!r} does not exist here; pass the pre-training checkpoint with "
+                      f"{W2V_PATH_FLAG} PATH (w2v_path= in Python)")
+
+
+def pretraining_model_cfg(m: dict, path, w2v_path=None, trust: bool = False) -> dict:
+    """The pre-training model config of a fine-tuned checkpoint whose model config is ``m``.
+
+    From ``m["w2v_args"]`` (a full cfg with "model", or an old argparse Namespace) when present; else
+    (fairseq's HuBERT fine-tuning writes ``w2v_args: None``) from the cfg/args of the pre-training file at
+    ``w2v_path`` (argument) or ``m["w2v_path"]`` (recorded), loaded as safely as :func:`load_fairseq_file`.
+    """
+    w2v = m.get("w2v_args")
+    if w2v is not None:
+        if w2v_path is not None:
+            log.info("%s: has w2v_args; %s %s not needed, not read", path, W2V_PATH_FLAG, w2v_path)
+        return fairseq_model_cfg({"args": w2v} if isinstance(w2v, argparse.Namespace) else {"cfg": w2v}, path)
+    src = _find_w2v_file(path, m.get("w2v_path"), w2v_path)
+    pre = load_fairseq_file(src, trust=trust)
+    if any(str(k).startswith("w2v_encoder.") for k in pre["model"]):
+        raise ConfigError(f"{src}: is a fine-tuned checkpoint, not the pre-training one of {path}")
+    log.info("%s: no w2v_args; pre-training config read from %s", path, src)
+    return fairseq_model_cfg(pre, src)
+
+
+def _log_unmapped_masking(m: dict, where) -> None:
+    """Log the masking fields of ``m`` that speechkd cannot reproduce (value other than fairseq's default)."""
+    odd = {k: m[k] for k, default in _MASK_UNMAPPED.items() if m.get(k) is not None and m[k] != default}
+    if odd:
+        log.warning("%s: fairseq masking options without a speechkd equivalent are not carried over: %s "
+                    "(speechkd masks with %s)", where, ", ".join(f"{k}={v!r}" for k, v in sorted(odd.items())),
+                    ", ".join(f"{k}={v!r}" for k, v in sorted(_MASK_UNMAPPED.items()) if k in odd))
+
+
+def apply_finetune_overrides(cfg: SSLConfig, m: dict, where) -> SSLConfig:
+    """Carry the fine-tuning config ``m``'s dropout / layerdrop / masking fields over onto ``cfg``.
+
+    ``apply_mask: false`` (fairseq masks in fine-tuning only with ``apply_mask``) turns time and channel
+    masking off; a config without ``apply_mask`` keeps the mask probabilities as given."""
+    for theirs, ours, cast in _FT_OVERRIDES:
+        if m.get(theirs) is not None:
+            setattr(cfg, ours, cast(m[theirs]))
+    if "apply_mask" in m and not m["apply_mask"]:
+        cfg.mask_time_prob, cfg.mask_channel_prob = 0.0, 0.0
+        log.info("%s: apply_mask is false: no time/channel masking (mask_time_prob = mask_channel_prob = 0)",
+                 where)
+    else:
+        _log_unmapped_masking(m, where)
+    return cfg
+
+
+def _fill_missing_projection(enc: dict, cfg: SSLConfig, where) -> None:
+    """fairseq has no ``post_extract_proj`` when the last conv layer already has encoder_embed_dim
+    channels: give ours an identity weight and a zero bias, so the output is unchanged."""
+    if "feature_projection.projection.weight" in enc or "feature_projection.projection.bias" in enc:
+        return
+    embed = int(cfg.conv_layers[-1][0])
+    if embed != cfg.d_model:
+        raise ConfigError(f"{where}: no post_extract_proj although the last conv layer has {embed} channels "
+                          f"and encoder_embed_dim is {cfg.d_model}")
+    like = enc.get("feature_projection.layer_norm.weight")
+    dtype = like.dtype if like is not None else torch.float32
+    enc["feature_projection.projection.weight"] = torch.eye(cfg.d_model, dtype=dtype)
+    enc["feature_projection.projection.bias"] = torch.zeros(cfg.d_model, dtype=dtype)
+    log.info("%s: no post_extract_proj (conv channels = encoder_embed_dim = %d): identity projection",
+             where, embed)
+
+
+def fairseq_label_sets(ckpt: dict) -> list:
+    """Names of a HuBERT checkpoint's label sets (task ``labels``, e.g. ``["km"]``); [] when not recorded."""
+    if ckpt.get("cfg") is not None:
+        task = _as_dict(_as_dict(ckpt["cfg"]).get("task"))
+    else:
+        task = _as_dict(ckpt.get("args"))
+    labels = task.get("labels") or []
+    return [labels] if isinstance(labels, str) else [str(x) for x in labels]
+
+
+def _hubert_head(enc_state: dict, cfg: SSLConfig, labels: list, where) -> dict:
+    """HuBERT ``final_proj`` + ``label_embs_concat`` -> our head state; sets cfg.num_labels / final_dim.
+
+    Refuses a model trained on several label sets: ``label_embs_concat`` stacks the embeddings of all
+    dictionaries and the checkpoint does not record their sizes (and ``final_proj`` has one final_dim block
+    per set with ``untie_final_proj``), so one head cannot be cut out of it."""
+    embs, proj_w = enc_state["label_embs_concat"], enc_state["final_proj.weight"]
+    dim = int(embs.shape[1])
+    if proj_w.shape[0] % dim:
+        raise ConfigError(f"{where}: HuBERT final_proj has {proj_w.shape[0]} outputs, not a multiple of the "
+                          f"label embedding size {dim}")
+    n_sets = max(len(labels), proj_w.shape[0] // dim)
+    if n_sets > 1:
+        names = ", ".join(labels) if labels else "not recorded"
+        raise ConfigError(f"{where}: HuBERT checkpoint trained on {n_sets} label sets (labels: {names}): its "
+                          f"label_embs_concat stacks the {embs.shape[0]} embeddings of all sets without recording "
+                          "where one set ends, so its masked-prediction head cannot be imported (one set of "
+                          "targets only)")
+    cfg.num_labels, cfg.final_dim = int(embs.shape[0]), dim
+    return {"head.label_embs": embs, "head.final_proj.weight": proj_w,
+            "head.final_proj.bias": enc_state["final_proj.bias"]}
+
+
+def import_fairseq(path, kind: str = "auto", trust: bool = False, w2v_path=None):
     """Load a fairseq checkpoint file into an SSLModel (``kind="ssl"``) or CTCModel (``"ctc"``).
 
     ``trust=True`` allows full unpickling of a file that needs more than :func:`fairseq_safe_globals`.
+    ``w2v_path``: the pre-training checkpoint of a fine-tuned one without ``w2v_args``, when the path it
+    records (``cfg.model.w2v_path``) does not exist here (see :func:`pretraining_model_cfg`).
     """
     path = Path(path)
     ckpt = load_fairseq_file(path, trust=trust)
     state = ckpt["model"]
     m = fairseq_model_cfg(ckpt, path)
     finetuned = any(k.startswith("w2v_encoder.") for k in state)
-    if finetuned:  # CTC fine-tuned: the pre-training config sits in w2v_args
-        w2v = m.get("w2v_args")
-        if w2v is None:
-            raise ConfigError(f"{path}: fine-tuned checkpoint without w2v_args")
-        # w2v_args is the pre-training config: a full cfg (with "model") or an old argparse Namespace
-        inner = fairseq_model_cfg({"args": w2v} if isinstance(w2v, argparse.Namespace) else {"cfg": w2v}, path)
-        cfg = fairseq_cfg_to_ssl(inner, path)
-        for ours, theirs in (("dropout", "dropout"), ("attention_dropout", "attention_dropout"),
-                             ("activation_dropout", "activation_dropout"), ("layerdrop", "layerdrop"),
-                             ("mask_time_prob", "mask_prob"), ("mask_channel_prob", "mask_channel_prob")):
-            if theirs in m:
-                setattr(cfg, ours, float(m[theirs]))
+    if finetuned:  # CTC fine-tuned: pre-training config in w2v_args (or the w2v_path file), overridden by m
+        cfg = fairseq_cfg_to_ssl(pretraining_model_cfg(m, path, w2v_path, trust), path)
+        apply_finetune_overrides(cfg, m, path)
         prefix = "w2v_encoder.w2v_model."
         enc_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     else:
         cfg = fairseq_cfg_to_ssl(m, path)
+        _log_unmapped_masking(m, path)
         enc_state = state
     enc = _convert_encoder(enc_state, path)
+    _fill_missing_projection(enc, cfg, path)
     if "masking.masked_spec_embed" not in enc:
         enc["masking.masked_spec_embed"] = torch.rand(cfg.d_model)
     head_state = {}
     if cfg.arch == "hubert" and "label_embs_concat" in enc_state and not finetuned:
-        embs, proj_w = enc_state["label_embs_concat"], enc_state["final_proj.weight"]
-        if proj_w.shape[0] != embs.shape[1]:
-            raise ConfigError(f"{path}: HuBERT final_proj for {proj_w.shape[0] // embs.shape[1]} label sets "
-                              "(untied projections) is not supported; only one set of targets")
-        cfg.num_labels, cfg.final_dim = int(embs.shape[0]), int(embs.shape[1])
-        head_state = {"head.label_embs": embs, "head.final_proj.weight": proj_w,
-                      "head.final_proj.bias": enc_state["final_proj.bias"]}
+        head_state = _hubert_head(enc_state, cfg, fairseq_label_sets(ckpt), path)
     if kind == "auto":
         kind = "ctc" if finetuned else "ssl"
     if kind == "ctc":
