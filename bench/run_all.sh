@@ -3,7 +3,7 @@
 # one script on this machine: ours vs the reference measured side by side, never a stored number).
 #
 #   bash bench/run_all.sh            # quick sizes (~8 min on 2 idle cores)
-#   bash bench/run_all.sh --full     # each bench's default sizes
+#   bash bench/run_all.sh --full     # each bench's default sizes (import_memory: ~5 GB in the temp dir)
 #
 # Full logs: bench/logs/<name>.log. Installs the environment on first use.
 set -euo pipefail
@@ -23,8 +23,9 @@ declare -A quick=(
   [student_roofline]="--seconds 4 --runs 3"
   [train_throughput]="--steps 2"
   [threads]="--reps 3 --fbank-seconds 5"
+  [import_memory]="--small --with-optimizer"
 )
-order="fbank encoder frontend rnnt_loss student_roofline train_throughput threads"
+order="fbank encoder frontend rnnt_loss student_roofline train_throughput threads import_memory"
 failed=""
 for b in $order; do
   args=${quick[$b]}

@@ -18,6 +18,7 @@ CASES = {
     "student_roofline": ["--layers", "1", "--d-model", "64", "--seconds", "0.5", "--matmul-n", "128", "--runs", "1"],
     "train_throughput": ["--scale", "0.05", "--steps", "1", "--matmul-n", "128", "--threads", "1"],
     "threads": ["--reps", "1", "--fbank-batch", "1", "--fbank-seconds", "0.5", "--train-seconds", "1"],
+    "import_memory": ["--small", "--with-optimizer"],
 }
 # ratio lines (label prefixes) each bench must print, beyond "at least one"
 EXPECTED = {
@@ -26,6 +27,7 @@ EXPECTED = {
     "threads": [f"{w}: {what}" for w in ("fbank", "train")
                 for what in ("2 threads / 1 thread speed", "2 jobs x 1 thread / 1 thread throughput")],
     "student_roofline": ["student inference / matmul peak"],
+    "import_memory": ["import_fairseq peak RSS / weights", "import_fairseq + weights read peak RSS / weights"],
 }
 
 

@@ -369,3 +369,95 @@ def test_fairseq_0122_key_layout(tmp_path, variant, finetuned):
     assert not unused, f"fairseq keys not imported: {unused}"
     assert not missing, f"parameters not filled from the checkpoint: {missing}"
     assert len(ours) == len(expected)
+
+
+# ------------------------------------------------------------------ memory: mmap, meta device, optimizer state
+def _file_mappings(path) -> list:
+    """(start, end, rss_bytes) of this process's mappings of ``path`` (/proc/self/smaps)."""
+    path, out = str(Path(path).resolve()), []
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and len(head) >= 5 and ":" in head[3]:  # a mapping header line
+                mine = len(head) >= 6 and head[5] == path
+                if mine:
+                    start, end = (int(x, 16) for x in head[0].split("-"))
+                    out.append([start, end, 0])
+            elif mine and head[0] == "Rss:":
+                out[-1][2] = int(head[1]) * 1024
+    return out
+
+
+def _in(mappings, t: torch.Tensor) -> bool:
+    return any(a <= t.data_ptr() < b for a, b, _ in mappings)
+
+
+def _xlsr_like_file(tmp_path, optimizer_mb: int = 16, **save_kw):
+    torch.manual_seed(0)
+    ref = _perturbed(transformers.Wav2Vec2Model(_hf_cfg(True)))
+    n = optimizer_mb * 2 ** 20 // 8  # two fp32 tensors of optimizer_mb / 2 each
+    opt = {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.randn(n), "exp_avg_sq": torch.rand(n)}},
+           "param_groups": [{"lr": 1e-4, "params": [0]}]}
+    path = tmp_path / "xlsr_with_optimizer.pt"
+    torch.save({"cfg": {"model": _fairseq_model_cfg(True, "wav2vec2")}, "model": hf_to_fairseq(ref.state_dict(), True),
+                "last_optimizer_state": opt, "optimizer_history": [{"num_updates": 3}]}, path, **save_kw)
+    return ref, path
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs /proc/self/smaps (Linux)")
+def test_import_maps_the_file_and_never_reads_optimizer_state(tmp_path, monkeypatch):
+    """The model's parameters are the file's mapped tensors (no copy) and the 16 MB of Adam state in
+    ``last_optimizer_state`` stays unread: the file's mapping has far fewer resident bytes than that."""
+    from speechkd.models.convert import import_fairseq as mod
+
+    ref, path = _xlsr_like_file(tmp_path)
+    seen = {}
+    real_load = mod.load_fairseq_file
+
+    def spy(p, *a, **kw):
+        seen["ckpt"] = real_load(p, *a, **kw)
+        return seen["ckpt"]
+
+    monkeypatch.setattr(mod, "load_fairseq_file", spy)
+    ours = import_fairseq(path)
+    maps = _file_mappings(path)
+    assert maps, "the checkpoint is not memory-mapped"
+    opt = seen["ckpt"]["last_optimizer_state"]["state"][0]
+    assert _in(maps, opt["exp_avg"]) and _in(maps, opt["exp_avg_sq"])  # still views of the file
+    params = dict(ours.named_parameters())
+    assert all(_in(maps, p) for p in params.values()), [k for k, p in params.items() if not _in(maps, p)]
+    assert all(p.dtype == torch.float32 and p.requires_grad for p in params.values())
+    resident = sum(r for _, _, r in _file_mappings(path))
+    assert resident < 4 * 2 ** 20, f"{resident} bytes of the file resident after import (optimizer state: 16 MB)"
+    float(opt["exp_avg"].sum() + opt["exp_avg_sq"].sum())  # the check above can see a read: reading it shows
+    assert sum(r for _, _, r in _file_mappings(path)) >= resident + 15 * 2 ** 20
+    _compare(ours, ref, True)
+
+
+@pytest.mark.parametrize("half", [False, True])
+def test_mmap_and_legacy_format_give_identical_models(tmp_path, caplog, half):
+    """A zip file (memory-mapped) and a legacy non-zip file (read whole, logged) give the same model; fp16
+    weights give an fp32 model (the model's dtype, as a copy into a freshly built model gives)."""
+    torch.manual_seed(0)
+    ref = _perturbed(transformers.Wav2Vec2Model(_hf_cfg(False)))
+    state = hf_to_fairseq(ref.state_dict(), False)
+    if half:
+        state = {k: v.half() for k, v in state.items()}
+        with torch.no_grad():  # the reference sees the same rounded weights
+            for p in ref.parameters():
+                p.copy_(p.half().float())
+    ckpt = {"cfg": {"model": _fairseq_model_cfg(False, "wav2vec2")}, "model": state,
+            "last_optimizer_state": {"state": {0: {"exp_avg": torch.randn(1000)}}}}
+    torch.save(ckpt, tmp_path / "zip.pt")
+    torch.save(ckpt, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    with caplog.at_level(logging.INFO, logger="speechkd"):
+        mapped = import_fairseq(tmp_path / "zip.pt")
+        assert "cannot be memory-mapped" not in caplog.text
+        legacy = import_fairseq(tmp_path / "legacy.pt")
+    assert "legacy.pt: legacy (non-zip) torch file: it cannot be memory-mapped" in caplog.text
+    a, b = mapped.state_dict(), legacy.state_dict()
+    assert list(a) == list(b)
+    for k in a:
+        assert a[k].dtype == b[k].dtype == torch.float32 and torch.equal(a[k], b[k]), k
+    _compare(mapped, ref, False)
+    _compare(legacy, ref, False)

@@ -169,3 +169,33 @@ def test_hostile_own_checkpoint_refused(tmp_path):
         load_checkpoint(tmp_path / "ck")
     _assert_refusal(str(e.value), tmp_path / "ck" / "model.pt")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_mmap_load_keeps_the_allow_list(tmp_path, legacy):
+    """``mmap=True`` (zip files mapped, legacy ones read whole) refuses the same globals and loads the same
+    content as a plain load."""
+    from speechkd.models.convert.import_fairseq import fairseq_safe_globals
+    from speechkd.utils.safe_load import safe_torch_load
+
+    kw = {"_use_new_zipfile_serialization": False} if legacy else {}
+    marker = tmp_path / "pwned"
+    hostile = tmp_path / "hostile.pt"
+    torch.save({"w": torch.ones(3), "x": Hostile(marker)}, hostile, **kw)
+    with pytest.raises(ConfigError) as e:
+        safe_torch_load(hostile, allowed=fairseq_safe_globals(), mmap=True)
+    _assert_refusal(str(e.value), hostile)
+    assert not marker.exists()
+    legit = tmp_path / "legit.pt"
+    torch.save({"args": argparse.Namespace(arch="wav2vec2"), "w": torch.arange(6.0), "n": np.float64(2.5)}, legit,
+               **kw)
+    plain = safe_torch_load(legit, allowed=fairseq_safe_globals())
+    mapped = safe_torch_load(legit, allowed=fairseq_safe_globals(), mmap=True)
+    assert mapped["args"] == plain["args"] and mapped["n"] == plain["n"] and torch.equal(mapped["w"], plain["w"])
+    with pytest.raises(ConfigError, match="missing.pt"):
+        safe_torch_load(tmp_path / "missing.pt", mmap=True)
+    (tmp_path / "trunc.pt").write_bytes(legit.read_bytes()[:40])
+    with pytest.raises(ConfigError, match="trunc.pt: cannot read file"):
+        safe_torch_load(tmp_path / "trunc.pt", mmap=True)
+    safe_torch_load(hostile, mmap=True, trust=True)  # explicit opt-in: unpickled fully, as without mmap
+    assert marker.exists()

@@ -135,8 +135,13 @@ def write_checkpoint_dir(path, config: Dict, model_state: Dict, train_state: Opt
     return path
 
 
-def load_state_dict_checked(model: nn.Module, state: dict, where) -> None:
-    """``load_state_dict(strict=True)`` with a one-line ConfigError naming ``where`` and the first bad key."""
+def load_state_dict_checked(model: nn.Module, state: dict, where, assign: bool = False) -> None:
+    """``load_state_dict(strict=True)`` with a one-line ConfigError naming ``where`` and the first bad key.
+
+    ``assign=True`` makes the tensors of ``state`` the model's parameters instead of copying them in (for a
+    model built on the meta device: no second copy of the weights); a tensor whose dtype differs from the
+    parameter's is converted first, so the model's dtypes are those of ``assign=False``.
+    """
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -150,7 +155,11 @@ def load_state_dict_checked(model: nn.Module, state: dict, where) -> None:
         if tuple(own[k].shape) != tuple(v.shape):
             raise ConfigError(f"{where}: state dict does not match the model config: key '{k}' has shape "
                               f"{tuple(v.shape)} in the checkpoint, {tuple(own[k].shape)} in the model")
-    model.load_state_dict(state, strict=True)
+    if not assign:
+        model.load_state_dict(state, strict=True)
+        return
+    state = {k: v if v.dtype == own[k].dtype else v.to(own[k].dtype) for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
 
 
 def load_checkpoint(ckpt_dir, map_location="cpu"):

@@ -10,15 +10,25 @@ caller opts in with ``trust=True`` (``--trust-checkpoint`` on the CLIs) for a le
     state = safe_torch_load("exp/model/model.pt")
     ckpt = safe_torch_load("hubert_base_ls960.pt", allowed=fairseq_safe_globals())
     ckpt = safe_torch_load("my_old.pt", trust=True)        # full unpickling: trusted files only
+    ckpt = safe_torch_load("xlsr_53_56k.pt", allowed=fairseq_safe_globals(), mmap=True)  # tensors stay on disk
+
+``mmap=True`` maps a file in torch's zip format instead of reading it: tensors are views of the file
+(copy-on-write), and their bytes are read from disk only when touched, so entries that are never used (e.g. a
+fairseq ``last_optimizer_state``) cost no memory. The legacy (pre-1.6, non-zip) format cannot be mapped: it is
+read whole, as without ``mmap``, and that is logged. Which globals may be unpickled does not change.
 """
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import List, Sequence
 
 from .errors import ConfigError
 
+log = logging.getLogger("speechkd")
+
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format since 1.6 is a zip archive
 TRUST_HINT = "re-run with --trust-checkpoint (trust=True) only if you trust its source"
 
 
@@ -71,23 +81,39 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def is_zip_torch_file(path) -> bool:
+    """Whether ``path`` is in torch's zip format (the one ``torch.load(mmap=True)`` can map)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(ZIP_MAGIC)) == ZIP_MAGIC
+    except OSError:
+        return False
+
+
 def safe_torch_load(path, *, trust: bool = False, allowed: Sequence = (), map_location="cpu",
-                    hint: str = TRUST_HINT):
+                    hint: str = TRUST_HINT, mmap: bool = False):
     """``torch.load(path, weights_only=True)`` with ``allowed`` extra globals; full unpickling if ``trust``.
 
-    Errors are one-line ConfigErrors: a refused global names the file and the global, a missing module
-    (only possible with ``trust``) names the module, a corrupt file gives torch's first line.
+    ``mmap=True`` memory-maps a zip-format file (tensors are read from disk when touched); a legacy
+    non-zip file is read whole instead (logged). Errors are one-line ConfigErrors: a refused global names
+    the file and the global, a missing module (only possible with ``trust``) names the module, a corrupt
+    file gives torch's first line.
     """
     import pickle
 
     import torch
 
     path = Path(path)
+    if mmap and not is_zip_torch_file(path):
+        if path.is_file():
+            log.info("%s: legacy (non-zip) torch file: it cannot be memory-mapped, reading it whole", path)
+        mmap = False
+    kw = {"map_location": map_location, "mmap": True} if mmap else {"map_location": map_location}
     try:
         if trust:
-            return torch.load(path, map_location=map_location, weights_only=False)
+            return torch.load(path, weights_only=False, **kw)
         with torch.serialization.safe_globals(list(allowed)):
-            return torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, weights_only=True, **kw)
     except ModuleNotFoundError as e:
         raise ConfigError(f"{path}: unpickling needs module '{e.name}' (install it to load this file)") from None
     except pickle.UnpicklingError as e:

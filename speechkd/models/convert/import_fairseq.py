@@ -7,6 +7,14 @@ fairseq itself is not needed. Files are read with ``weights_only=True`` plus a f
 (argparse.Namespace, omegaconf containers, numpy arrays); a checkpoint that pickles other objects (e.g.
 fairseq's own) is refused unless ``trust=True`` / ``--trust-checkpoint`` (and then may need fairseq).
 
+Memory: the file is memory-mapped (torch's zip format; a legacy non-zip file is read whole), the model is
+built on the meta device and the checkpoint's tensors become its parameters (renamed, not copied; only a
+tensor whose dtype differs from the model's, e.g. fp16 weights into the fp32 model, is converted). The
+optimizer state (``last_optimizer_state``) is never read, so the peak is about one copy of the weights
+(bench/import_memory.py). The parameters are then copy-on-write views of the file: training them never
+changes the file, but the file must not be truncated or rewritten in place while the model is in use
+(deleting or replacing it by a rename is fine).
+
 A fine-tuned checkpoint carries its pre-training config in ``cfg.model.w2v_args``; fairseq's HuBERT
 fine-tuning writes ``w2v_args: None`` instead, and the config is then read from the pre-training file at
 ``cfg.model.w2v_path`` (or the ``w2v_path=`` argument / ``--w2v-path`` flag when the recorded path is from
@@ -176,18 +184,19 @@ def fairseq_safe_globals() -> list:
     return [argparse.Namespace, *omegaconf_safe_globals(), *numpy_safe_globals()]
 
 
-def load_fairseq_file(path, trust: bool = False) -> dict:
+def load_fairseq_file(path, trust: bool = False, mmap: bool = True) -> dict:
     """Read a fairseq ``.pt`` with ``weights_only=True`` and :func:`fairseq_safe_globals`.
 
     Anything else in the pickle (e.g. fairseq's own classes, or a hostile ``__reduce__``) is refused with a
     one-line ConfigError naming the file and the global; ``trust=True`` unpickles it fully (legacy files
-    from a trusted source only: unpickling can run arbitrary code).
+    from a trusted source only: unpickling can run arbitrary code). ``mmap=True`` memory-maps the file
+    (zip format; a legacy file is read whole): its tensors are read from disk only when touched.
     """
     from ...utils.safe_load import safe_torch_load
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such checkpoint file")
-    ckpt = safe_torch_load(path, trust=trust, allowed=fairseq_safe_globals())
+    ckpt = safe_torch_load(path, trust=trust, allowed=fairseq_safe_globals(), mmap=mmap)
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise ConfigError(f"{path}: not a fairseq checkpoint (expected a dict with a 'model' state dict)")
     return ckpt
@@ -353,13 +362,23 @@ def import_fairseq(path, kind: str = "auto", trust: bool = False, w2v_path=None)
         if "w2v_encoder.proj.weight" not in state:
             raise ConfigError(f"{path}: no w2v_encoder.proj: not a CTC fine-tuned checkpoint")
         vocab = state["w2v_encoder.proj.weight"].shape[0]
-        model = CTCModel(cfg, vocab, final_dropout=float(m.get("final_dropout", 0.0)))
-        load_state_dict_checked(model.encoder, enc, path)
-        model.head.proj.weight.data.copy_(state["w2v_encoder.proj.weight"])
-        model.head.proj.bias.data.copy_(state["w2v_encoder.proj.bias"])
+        with torch.device("meta"):  # no initialisation, no memory: the checkpoint's tensors are assigned
+            model = CTCModel(cfg, vocab, final_dropout=float(m.get("final_dropout", 0.0)))
+        load_state_dict_checked(model.encoder, enc, path, assign=True)
+        load_state_dict_checked(model.head, {"proj.weight": state["w2v_encoder.proj.weight"],
+                                             "proj.bias": state["w2v_encoder.proj.bias"]}, path, assign=True)
     elif kind == "ssl":
-        model = SSLModel(cfg)
-        load_state_dict_checked(model, {**enc, **head_state}, path)
+        with torch.device("meta"):
+            model = SSLModel(cfg)
+        load_state_dict_checked(model, {**enc, **head_state}, path, assign=True)
     else:
         raise ConfigError(f"kind must be auto, ssl or ctc, got '{kind}'")
+    _check_materialised(model, path)
     return model.eval()
+
+
+def _check_materialised(model: torch.nn.Module, where) -> None:
+    """Every parameter and buffer of a model built on the meta device got a real tensor."""
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.is_meta:
+            raise ConfigError(f"{where}: '{name}' was not filled from the checkpoint (still on the meta device)")
