@@ -174,8 +174,6 @@ def test_inf_in_feats_scp_stops_training_naming_file_line_and_utt(tiny_datadir, 
 
 
 def test_mismatched_checkpoint_config(tmp_path):
-    import torch
-
     from speechkd.models.checkpoint import save_checkpoint
     from speechkd.models.ssl import mini_ssl
     from speechkd.utils.config import load_yaml, save_config

@@ -1,5 +1,4 @@
 """Common Voice (v7+ layout, real mp3 clips) data prep on a tiny fake tree."""
-from pathlib import Path
 
 import pytest
 import soundfile as sf

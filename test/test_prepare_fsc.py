@@ -1,5 +1,4 @@
 """Fluent Speech Commands data prep (utt2intent = action_object_location) on a tiny fake tree."""
-from pathlib import Path
 
 import pytest
 

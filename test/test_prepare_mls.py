@@ -1,5 +1,4 @@
 """Multilingual LibriSpeech data prep (+ limited supervision) on a tiny fake tree."""
-from pathlib import Path
 
 import pytest
 

@@ -1,6 +1,5 @@
 """SLURP data prep (one utterance per recording, utt2intent) on a tiny fake tree."""
 import json
-from pathlib import Path
 
 import pytest
 

@@ -40,7 +40,7 @@ def corpus(tmp_path_factory):
     d = root / "train"
     d.mkdir()
     rng = np.random.default_rng(0)
-    text, u2l, u2s, scp = {}, {}, {}, {}
+    text, u2l, u2s = {}, {}, {}
     words = {"en": ["ab", "ba", "aab"], "de": ["cd", "dc", "ccd"]}
     with kaldiio.WriteHelper(f"ark,scp:{d}/feats.ark,{d}/feats.scp") as w:
         for lang in ("de", "en"):

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from recipe_runner import REPO, copy_recipe, log_values, run_recipe
+from recipe_runner import copy_recipe, log_values, run_recipe
 
 
 def test_mini_pad_smoke(tmp_path, smoke_zoo, monkeypatch):

@@ -4,12 +4,10 @@ the session fixture ``slurm_env`` lives in conftest.py).
 Needs root and either Slurm already installed or apt-get (Debian ``slurm-wlm munge`` are installed on first
 use, ~10 s). Skipped otherwise, or when ``SPEECHKD_SKIP_SLURM=1``. The cluster starts once per session.
 """
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 UTILS = Path(__file__).resolve().parents[1] / "utils"
 SLURM = UTILS / "slurm.py"

@@ -36,8 +36,6 @@ def _main(argv=None):
     args = parse_args(get_parser(), argv, allow_overrides=False)
     from ..models.text import read_text_file          # torch/transformers only after argument parsing
     from ..models.text_eval import evaluate_mlm
-    from ..models.text import read_text_file
-    from ..models.text_eval import evaluate_mlm
 
     if not args.text and not args.lines:
         raise ConfigError("give at least one --text or --lines file")

@@ -10,7 +10,6 @@ With a ``segments`` file, :func:`iter_data_audio` cuts each utterance out of its
 from __future__ import annotations
 
 import io
-import math
 import subprocess
 from fractions import Fraction
 from pathlib import Path

@@ -18,10 +18,9 @@ Writers are atomic. ``DataDir`` is a light view over one directory::
 """
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional
+from typing import Dict, Iterable, List, Mapping
 
 from ..utils.errors import DataError
 from ..utils.fileio import atomic_open
