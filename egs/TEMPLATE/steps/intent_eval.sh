@@ -18,35 +18,38 @@ all_seed_methods="none pad"
 train_data=data/train
 intents=            # label list file (default: labels of the training + valid data)
 extra=""
-nj=1                # runs at the same time
+max_parallel=1      # runs at the same time
+nj=                 # former name of --max_parallel (still accepted)
 help_message="Usage: $0 [options] <valid-data> <none-init> <distill-dir> <out-dir> '<test sets under data/>'"
 . utils/parse_options.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+[ -z "$nj" ] || max_parallel=$nj
 [ $# -eq 5 ] || { echo "$help_message" >&2; exit 1; }
 valid=$1; none_init=$2; distill=$3; out=$4; sets=$5
 
-first=${seeds%% *}
-pids=()
 intent_opt=()
 [ -n "$intents" ] && intent_opt=(--intents "$intents")
+eval_dirs=()
+for t in $sets; do eval_dirs+=("data/$t"); done
+
+intent_one() {   # intent_one METHOD SEED -> $out/METHOD/seedSEED
+  local m=$1 seed=$2 dir=$out/$1/seed$2 init=$distill/$1/seed$2/model
+  [ "$m" = none ] && init=$none_init
+  log "intent head on '$m' (seed $seed) -> $dir"
+  mkdir -p "$dir"
+  # one process trains and scores (decode_<set>/); 'speechkd-train-intent eval' re-scores alone
+  # shellcheck disable=SC2086
+  $cmd --gpu 1 "$dir/train.log" \
+    speechkd-train-intent train --config "$intent_conf" --train-data "${train_data//SEED/$seed}" \
+      --valid-data "$valid" --init "$init" --exp "$dir" "${intent_opt[@]}" --train.seed "$seed" $extra \
+      --eval-data "${eval_dirs[@]}"
+}
+
+first=${seeds%% *}
+specs=()
 for m in $methods; do
   run_seeds=$first
   case " $all_seed_methods " in *" $m "*) run_seeds=$seeds ;; esac
-  for seed in $run_seeds; do
-    init=$distill/$m/seed$seed/model
-    [ "$m" = none ] && init=$none_init
-    dir=$out/$m/seed$seed
-    echo "$(date '+%F %T') $0: intent head on '$m' (seed $seed) -> $dir"
-    mkdir -p "$dir"
-    # shellcheck disable=SC2086
-    eval_dirs=()
-    for t in $sets; do eval_dirs+=("data/$t"); done
-    # one process trains and scores (decode_<set>/); 'speechkd-train-intent eval' re-scores alone
-    $cmd --gpu 1 "$dir/train.log" \
-      speechkd-train-intent train --config "$intent_conf" --train-data "${train_data//SEED/$seed}" \
-        --valid-data "$valid" --init "$init" --exp "$dir" "${intent_opt[@]}" --train.seed "$seed" $extra \
-        --eval-data "${eval_dirs[@]}" &
-    pids+=($!)
-    [ "${#pids[@]}" -lt "$nj" ] || { wait "${pids[0]}"; pids=("${pids[@]:1}"); }
-  done
+  for seed in $run_seeds; do specs+=("$m $seed"); done
 done
-for p in "${pids[@]}"; do wait "$p"; done   # a failed run fails the script (set -e)
+run_pool "$max_parallel" intent_one "${specs[@]}"   # fails naming the failed runs

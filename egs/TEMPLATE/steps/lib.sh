@@ -3,6 +3,7 @@
 #   log MSG...                      timestamped line on stdout, prefixed with the calling script
 #   conf_suffix TAG                 "" for default, "_TAG" otherwise (conf/x${sfx}.yaml)
 #   corpus_languages CONF.yaml      the corpus.languages of a corpus config, space separated
+#   nonzero NUM                     true when the number NUM is not zero ("0", "0.0" are zero)
 #   run_pool MAX FN SPEC...         FN $SPEC (SPEC split into words) for each SPEC, at most MAX at once;
 #                                   waits for all, fails (status 1, naming the failed SPECs) if any failed
 log() { echo -e "$(date '+%F %T') ($(basename "$0")) $*"; }
@@ -10,6 +11,8 @@ log() { echo -e "$(date '+%F %T') ($(basename "$0")) $*"; }
 conf_suffix() { if [ "$1" = default ]; then echo ""; else echo "_$1"; fi; }
 
 corpus_languages() { utils/yaml_get.py "$1" corpus.languages; }
+
+nonzero() { awk -v x="$1" 'BEGIN { exit !(x + 0 != 0) }'; }
 
 run_pool() {
   local max=$1 fn=$2

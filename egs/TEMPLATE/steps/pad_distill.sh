@@ -22,9 +22,12 @@ methods="mse cosine infonce uniform pad pad_noprior pad_word"
 seeds="1"
 all_seed_methods="pad"
 extra=""            # more overrides for every run (e.g. --units.ctm_fallback chars)
-nj=1                # runs at the same time
+max_parallel=1      # runs at the same time
+nj=                 # former name of --max_parallel (still accepted)
 help_message="Usage: $0 [options] <train-data> <valid-data> <speech-init> <text-model> <out-dir>"
 . utils/parse_options.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+[ -z "$nj" ] || max_parallel=$nj
 [ $# -eq 5 ] || { echo "$help_message" >&2; exit 1; }
 train=$1; valid=$2; init=$3; text_model=$4; out=$5
 
@@ -42,22 +45,22 @@ declare -A opts=(
   [pad_infonce_noprior]="--pad.metric infonce --prior.word uniform --prior.subword uniform --prior.phone uniform"
   [pad_infonce_word]="--pad.metric infonce --pad.granularities word"
 )
+distil_one() {   # distil_one METHOD SEED -> $out/METHOD/seedSEED
+  local m=$1 seed=$2 dir=$out/$1/seed$2
+  log "distillation '$m' (seed $seed) -> $dir"
+  mkdir -p "$dir"
+  # shellcheck disable=SC2086
+  $cmd --gpu 1 "$dir/train.log" \
+    speechkd-pad-distill --config "$pad_conf" --train-data "$train" --valid-data "$valid" --init "$init" \
+      --text-model "$text_model" --exp "$dir" --train.seed "$seed" ${opts[$m]} $extra
+}
+
 first=${seeds%% *}
-pids=()
+specs=()
 for m in $methods; do
   [ -n "${opts[$m]+x}" ] || { echo "$0: unknown method '$m' (${!opts[*]})" >&2; exit 1; }
   run_seeds=$first
   case " $all_seed_methods " in *" $m "*) run_seeds=$seeds ;; esac
-  for seed in $run_seeds; do
-    dir=$out/$m/seed$seed
-    echo "$(date '+%F %T') $0: distillation '$m' (seed $seed) -> $dir"
-    mkdir -p "$dir"
-    # shellcheck disable=SC2086
-    $cmd --gpu 1 "$dir/train.log" \
-      speechkd-pad-distill --config "$pad_conf" --train-data "$train" --valid-data "$valid" --init "$init" \
-        --text-model "$text_model" --exp "$dir" --train.seed "$seed" ${opts[$m]} $extra &
-    pids+=($!)
-    [ "${#pids[@]}" -lt "$nj" ] || { wait "${pids[0]}"; pids=("${pids[@]:1}"); }
-  done
+  for seed in $run_seeds; do specs+=("$m $seed"); done
 done
-for p in "${pids[@]}"; do wait "$p"; done   # a failed run fails the script (set -e)
+run_pool "$max_parallel" distil_one "${specs[@]}"   # fails naming the failed runs

@@ -60,8 +60,8 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  steps_multi=$(python -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['train']['max_steps'])" $conf/train$sfx.yaml)
-  mono_steps=$(python -c "print(max(1, round($steps_multi * $mono_steps_ratio)))")
+  steps_multi=$(utils/yaml_get.py "$conf/train$sfx.yaml" train.max_steps)
+  mono_steps=$(awk -v n="$steps_multi" -v r="$mono_steps_ratio" 'BEGIN { m = int(n * r + 0.5); print (m < 1 ? 1 : m) }')
   for l in $langs; do
     log "stage 2: dense monolingual transducer ($l, $mono_steps steps)"
     mkdir -p exp/dense_mono/$l

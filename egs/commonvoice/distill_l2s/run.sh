@@ -34,10 +34,9 @@ help_message="Usage: $0 --cv_root DIR --xlsr PATH --text_model DIR [--langs 'ky 
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+. steps/lib.sh   # log, conf_suffix, corpus_languages, run_pool
 
-sfx=""
-[ "$conf_tag" = default ] || sfx="_${conf_tag}"
-log() { echo -e "$(date '+%F %T') (run.sh) $*"; }
+sfx=$(conf_suffix "$conf_tag")
 lang_csv=$(echo $langs | tr ' ' ',')
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
@@ -73,7 +72,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
         dir=exp/lam${lam}/seed${seed}/$l
         log "stage 4: char CTC fine-tuning of XLSR, $l, λ=$lam, seed $seed → $dir"
         l2s_opt=()
-        if [ "$(python -c "print(float('$lam') != 0)")" = True ]; then
+        if nonzero "$lam"; then
           [ -n "$text_model" ] || { echo "$0: --text_model is required for λ > 0" >&2; exit 1; }
           l2s_opt=(--l2s.weight "$lam" --l2s.text_model "$text_model" --l2s.layer "$text_layer"
                    --l2s.interpolation "$interpolation" --l2s.cache exp/l2s_text_states/$l.pt)

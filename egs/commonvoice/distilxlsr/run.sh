@@ -28,8 +28,8 @@ help_message="Usage: $0 --commonvoice <cv-corpus dir> [--langs 'ky sw'] [--model
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+. steps/lib.sh   # log, conf_suffix, corpus_languages, run_pool
 
-log() { echo -e "$(date '+%F %T') (run.sh) $*"; }
 case $ft_mode in per_lang) ft_sets=$langs ;; joint) ft_sets=all ;; *) echo "$0: ft_mode per_lang|joint" >&2; exit 1 ;; esac
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
@@ -76,14 +76,8 @@ fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   log "stage 6: RESULTS.md"
-  python3 -c "import sys, yaml
-spec = yaml.safe_load(open(sys.argv[1]))
-langs, joint = sys.argv[3].split(), sys.argv[4] == 'joint'
-spec['rows'] = [{'name': m.split('=', 1)[0], 'exp': 'exp/ft_' + m.split('=', 1)[0] + '/seed*'} for m in sys.argv[5].split()]
-spec['columns'] += [{'name': l, 'decode': 'all/decode_test', 'lang': l} if joint else {'name': l, 'decode': f'{l}/decode_test'}
-                    for l in langs] + [{'name': 'avg', 'mean_of': langs}]
-open(sys.argv[2], 'w').write(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
-" conf/results.yaml exp/results_spec.yaml "$langs" "$ft_mode" "$models"
+  utils/lang_results_spec.py conf/results.yaml exp/results_spec.yaml --langs "$langs" --ft_mode "$ft_mode" \
+    --rows "$models"
   speechkd-make-results --spec exp/results_spec.yaml --out RESULTS.md --strict
   log "done: $(pwd)/RESULTS.md"
 fi

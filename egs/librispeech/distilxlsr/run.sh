@@ -31,8 +31,8 @@ help_message="Usage: $0 --librispeech <dir> --teacher_src <XLSR checkpoint> [--s
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+. steps/lib.sh   # log, conf_suffix, corpus_languages, run_pool
 
-log() { echo -e "$(date '+%F %T') (run.sh) $*"; }
 declare -A students=(
   [student_en]="data/${train_set} jump"
   [distilxlsr]="data/${train_set}_shuf jump"

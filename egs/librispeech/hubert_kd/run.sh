@@ -29,8 +29,8 @@ help_message="Usage: $0 --src <LibriSpeech> --finetune_src <librispeech_finetuni
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+. steps/lib.sh   # log, conf_suffix, corpus_languages, run_pool
 
-log() { echo -e "$(date '+%F %T') (run.sh) $*"; }
 cmvn=dump/fbank/$train_set/cmvn.npz
 
 student_opts() {

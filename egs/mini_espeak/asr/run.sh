@@ -22,13 +22,12 @@ help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] 
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+. steps/lib.sh   # log, conf_suffix, corpus_languages, run_pool
 
-sfx=""
-[ "$conf_tag" = default ] || sfx="_${conf_tag}"
+sfx=$(conf_suffix "$conf_tag")
 corpus_conf=../conf/corpus_${conf_tag}.yaml
 corpus=data/corpus
-langs=$(python -c "import yaml,sys; print(' '.join(yaml.safe_load(open(sys.argv[1]))['corpus']['languages']))" "$corpus_conf")
-log() { echo -e "$(date '+%F %T') (run.sh) $*"; }
+langs=$(corpus_languages "$corpus_conf")
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "stage 1: synthesise mini_espeak ($conf_tag) with espeak-ng"

@@ -25,7 +25,8 @@ seeds=             # fine-tuning seeds; the spread is reported in RESULTS.md ("1
 n_label=           # labelled utterances per language for fine-tuning (60 | 8)
 n_dev=             # validation utterances per language (20 | 3)
 interpolation=nearest      # nearest (paper) | linear (ablation)
-parallel_langs=true        # fine-tune/decode the languages of one (λ, seed) at once, one process each
+max_parallel=               # fine-tunings / decodes of one (λ, seed) run at once (default: all its languages)
+parallel_langs=             # former switch (false = --max_parallel 1)
 threads=1                  # torch threads per training process (1: several run at once; 2 threads on a
                            # busy 2-core machine made each step several times slower)
 text_layer=-1      # hidden-state index of the text model
@@ -37,16 +38,17 @@ help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] 
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+. steps/lib.sh   # log, conf_suffix, corpus_languages, run_pool
 
-sfx=""
-[ "$conf_tag" = default ] || sfx="_${conf_tag}"
+sfx=$(conf_suffix "$conf_tag")
 if [ "$conf_tag" = smoke ]; then
   : "${langs:=de ru}" "${lambdas:=0 0.5}" "${seeds:=1}" "${n_label:=8}" "${n_dev:=3}"
 else
   : "${langs:=de ru pl}" "${lambdas:=0 0.25 0.5 1.0}" "${seeds:=1 2 3}" "${n_label:=60}" "${n_dev:=20}"
 fi
 corpus_conf=../conf/corpus_${conf_tag}.yaml
-log() { echo -e "$(date '+%F %T') (run.sh) $*"; }
+[ "$parallel_langs" != false ] || max_parallel=1
+: "${max_parallel:=$(wc -w <<< "$langs")}"
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "stage 1: synthesise mini_espeak ($conf_tag) with espeak-ng"
@@ -84,7 +86,7 @@ fi
 # one fine-tuning run / one decode of a (λ, seed, language) triple
 finetune_one() {
   local lam=$1 seed=$2 l=$3 dir=exp/lam$1/seed$2/$3 l2s_opt=()
-  if [ "$(python -c "print(float('$lam') != 0)")" = True ]; then
+  if nonzero "$lam"; then
     l2s_opt=(--l2s.weight "$lam" --l2s.text_model exp/text_lm/model --l2s.layer "$text_layer"
              --l2s.interpolation "$interpolation" --l2s.cache exp/l2s_text_states/$l.pt)
   fi
@@ -99,13 +101,11 @@ decode_one() {
   OMP_NUM_THREADS=$threads steps/decode_score.sh --nj 1 --cmd "$decode_cmd" --ref_file text --units char,word \
     "$dir/model" data/test_$3 "$dir/decode_test" > "$dir/decode_score.log"
 }
-# run "$1 λ seed lang" for every language at once (jobs=langs) or one after the other; fail if any fails
+# per_lang FN λ SEED: FN λ SEED LANG for every language, $max_parallel at once; fails if any failed
 per_lang() {
-  local fn=$1 lam=$2 seed=$3 pids=() l
-  for l in $langs; do
-    if [ "$parallel_langs" = true ]; then "$fn" "$lam" "$seed" "$l" & pids+=($!); else "$fn" "$lam" "$seed" "$l"; fi
-  done
-  for p in "${pids[@]}"; do wait "$p"; done
+  local fn=$1 lam=$2 seed=$3 specs=() l
+  for l in $langs; do specs+=("$lam $seed $l"); done
+  run_pool "$max_parallel" "$fn" "${specs[@]}"
 }
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then

@@ -21,6 +21,7 @@ set -euo pipefail
 stage=1
 stop_stage=100
 nj=2                 # parallel jobs for synthesis, features, alignment and decoding
+max_parallel=2       # distillations / fine-tunings run at once (one torch thread each)
 conf_tag=default     # default | smoke: picks conf/*.yaml or conf/*_smoke.yaml
 corpus_conf=         # corpus YAML (default: conf/corpus_<tag>.yaml, else ../conf/corpus_<tag>.yaml)
 corpus_seed=1
@@ -41,20 +42,19 @@ help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] 
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+. steps/lib.sh   # log, conf_suffix, corpus_languages, run_pool
 [ -n "$ref_seeds" ] || ref_seeds=$seeds
 
-sfx=""
-[ "$conf_tag" = default ] || sfx="_${conf_tag}"
+sfx=$(conf_suffix "$conf_tag")
 if [ -z "$corpus_conf" ]; then
   corpus_conf=conf/corpus_${conf_tag}.yaml
   [ -f "$corpus_conf" ] || corpus_conf=../conf/corpus_${conf_tag}.yaml
 fi
-langs=$(python3 -c "import yaml,sys; print(' '.join(yaml.safe_load(open(sys.argv[1]))['corpus']['languages']))" "$corpus_conf")
+langs=$(corpus_languages "$corpus_conf")
 [ -n "$eval_langs" ] || eval_langs=$(echo "$langs" | tr ' ' '\n' | grep -vx "$distill_lang" | tr '\n' ' ')
 eval_langs=$(echo $eval_langs)
 case $ft_mode in per_lang) ft_sets=$eval_langs ;; joint) ft_sets=all ;; *) echo "$0: ft_mode per_lang|joint" >&2; exit 1 ;; esac
 en=$distill_lang
-log() { echo -e "$(date '+%F %T') (run.sh) $*"; }
 # student name -> "<distillation data dir> <layer init>"
 declare -A students=(
   [student_en]="data/train_${en} jump"             # plain English, layer-jumping
@@ -117,12 +117,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     steps/align_ctc.sh --nj "$nj" --cmd "$decode_cmd" --ref_ctm data/${s}_${en}/phones.ctm \
       exp/aligner/model data/${s}_${en} exp/align_${s}_${en}
   done
-  python3 -c "import json, sys
-from speechkd.align.accuracy import accuracy_markdown
-from speechkd.utils.fileio import atomic_write_text
-sets = {a.split('/')[-1].replace('align_', '') + (' (aligner training set)' if '/align_train' in a else ' (unseen speakers)'):
-        json.load(open(a + '/accuracy.json')) for a in sys.argv[2:]}
-atomic_write_text(sys.argv[1], accuracy_markdown(sets))" exp/aligner_accuracy.md exp/align_train_${en} exp/align_dev_${en}
+  local/aligner_accuracy.py exp/aligner_accuracy.md exp/align_train_${en} exp/align_dev_${en}
   cat exp/aligner_accuracy.md
 fi
 
@@ -141,29 +136,29 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   steps/zoo_teacher.sh --conf_tag "$conf_tag" --teacher "$teacher" ssl_ml exp/teacher/model
 fi
 
-# run_bg <cmd...>: run in the background, at most $nj at a time (one torch thread each); wait_bg: wait for
-# all of them (fails if one failed)
-pids=()
-run_bg() {
-  "$@" &
-  pids+=($!)
-  if [ ${#pids[@]} -ge "$nj" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+distil_one() {   # distil_one NAME: the student NAME of ${students[NAME]} -> exp/NAME
+  local name=$1 data init
+  read -r data init <<< "${students[$name]}"
+  log "stage 9: distil $name: $data, layer init '$init'"
+  mkdir -p exp/$name
+  ${cuda_cmd} --gpu 1 --num-threads 1 exp/$name/train.log \
+    speechkd-distill --config conf/distill${sfx}.yaml --teacher exp/teacher/model --train-data "$data" \
+      --valid-data data/dev_${en} --exp exp/$name --student.init "$init"
 }
-wait_bg() { for p in "${pids[@]}"; do wait "$p"; done; pids=(); }
+
+finetune_one() {   # finetune_one NAME SEED: exp/NAME/model fine-tuned on $ft_sets -> exp/ft_NAME/seedSEED
+  local name=$1 seed=$2
+  log "stage 10: fine-tune exp/$name/model ($ft_mode: $ft_sets; seed $seed) -> exp/ft_$name/seed$seed"
+  steps/finetune_langs.sh --cmd "$cuda_cmd --num-threads 1" --nj 1 --train_config conf/finetune${sfx}.yaml \
+    --seed "$seed" --token_dir data/token_phone exp/$name/model "$ft_sets" exp/ft_$name/seed$seed
+}
 
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
-  for name in student_en distilxlsr nojump; do
-    read -r data init <<< "${students[$name]}"
-    log "stage 9: distil $name: $data, layer init '$init'"
-    mkdir -p exp/$name
-    run_bg ${cuda_cmd} --gpu 1 --num-threads 1 exp/$name/train.log \
-      speechkd-distill --config conf/distill${sfx}.yaml --teacher exp/teacher/model --train-data "$data" \
-        --valid-data data/dev_${en} --exp exp/$name --student.init "$init"
-  done
-  wait_bg
+  run_pool "$max_parallel" distil_one student_en distilxlsr nojump
 fi
 
 if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ]; then
+  specs=()
   for name in teacher student_en distilxlsr nojump; do
     case $name in student_en|distilxlsr) ss=$seeds ;; *) ss=$ref_seeds ;; esac
     for seed in $ss; do
@@ -172,28 +167,17 @@ if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ]; then
       if [ -z "$missing" ]; then
         log "stage 10: exp/ft_$name/seed$seed already scored, skipped (delete it to redo)"; continue
       fi
-      log "stage 10: fine-tune exp/$name/model ($ft_mode: $ft_sets; seed $seed) -> exp/ft_$name/seed$seed"
-      run_bg steps/finetune_langs.sh --cmd "$cuda_cmd --num-threads 1" --nj 1 --train_config conf/finetune${sfx}.yaml \
-        --seed "$seed" --token_dir data/token_phone exp/$name/model "$ft_sets" exp/ft_$name/seed$seed
+      specs+=("$name $seed")
     done
   done
-  wait_bg
+  [ "${#specs[@]}" -eq 0 ] || run_pool "$max_parallel" finetune_one "${specs[@]}"
 fi
 
 if [ "$stage" -le 11 ] && [ "$stop_stage" -ge 11 ]; then
   log "stage 11: RESULTS${sfx}.md"
   # the table's columns follow eval_langs: conf/results.yaml is the template
-  python3 -c "import sys, yaml
-spec = yaml.safe_load(open(sys.argv[1]))
-langs = sys.argv[3].split()
-joint = sys.argv[4] == 'joint'
-spec['columns'] += [{'name': l, 'decode': 'all/decode_test', 'lang': l} if joint else {'name': l, 'decode': f'{l}/decode_test'}
-                    for l in langs] + [{'name': 'avg', 'mean_of': langs}]
-spec['notes'].insert(0, 'Command: ' + chr(96) + sys.argv[5] + chr(96) + ' in egs/mini_espeak/distilxlsr.')
-spec['notes'].append('Fine-tuning: ' + ('one multilingual CTC model per seed on the labelled sets of all evaluation languages together, scored per language.' if joint
-                     else 'one CTC model per language and seed, on that language only.'))
-open(sys.argv[2], 'w').write(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
-" conf/results.yaml exp/results_spec.yaml "$eval_langs" "$ft_mode" "./run.sh --conf_tag $conf_tag --seeds '$seeds' --ref_seeds '$ref_seeds' --eval_langs '$eval_langs' --ft_mode $ft_mode"
+  utils/lang_results_spec.py conf/results.yaml exp/results_spec.yaml --langs "$eval_langs" --ft_mode "$ft_mode" \
+    --ft_note --command "./run.sh --conf_tag $conf_tag --seeds '$seeds' --ref_seeds '$ref_seeds' --eval_langs '$eval_langs' --ft_mode $ft_mode"
   speechkd-make-results --spec exp/results_spec.yaml --out RESULTS${sfx}.md --strict
   log "done: $(pwd)/RESULTS${sfx}.md"
 fi

@@ -12,7 +12,7 @@
 #   ./run.sh                              # default config (~45 min on an idle 2-core machine)
 #   ./run.sh --conf_tag smoke             # smoke config (a few minutes)
 #   ./run.sh --stage 6 --stop_stage 9     # re-run some stages (each reads only earlier outputs)
-#   ./run.sh --stage 7 --jobs 1           # fine-tune + decode one model at a time (stage 7 = 7 and 8)
+#   ./run.sh --stage 7 --max_parallel 1   # fine-tune + decode one model at a time (stage 7 = 7 and 8)
 #   ./run.sh --students "sw sw_disc"      # a subset of the students
 #   ./run.sh --teacher /path/to/hubert_base   # any checkpoint dir as the teacher (speechkd-import-checkpoint)
 #   cmd_backend=slurm ./run.sh            # send the stages to Slurm (conf/slurm.conf)
@@ -30,21 +30,22 @@ fb_freeze=true             # stage B keeps the distilled Fbank front-end frozen
 teacher=                   # teacher checkpoint dir (default: the zoo's ssl_en_cnn, steps/zoo_teacher.sh)
 sw_layers=                 # S&W depth at the teacher's width (default: 2 = L_t/4; smoke: 1)
 dt_layers=                 # D&T depth, width solved for the S&W parameter count (default: the teacher's 8; smoke: 2)
-jobs=2                     # distillations / fine-tunings run in parallel (one torch thread each)
+max_parallel=2             # distillations / fine-tunings run at once (one torch thread each)
+jobs=                      # former name of --max_parallel (still accepted)
 corpus_seed=1
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--students '...'] [--seeds '1 2'] [--teacher DIR]"
 
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+. steps/lib.sh   # log, conf_suffix, corpus_languages, run_pool
 
-sfx=""
-[ "$conf_tag" = default ] || sfx="_${conf_tag}"
+sfx=$(conf_suffix "$conf_tag")
+[ -z "$jobs" ] || max_parallel=$jobs
 if [ "$conf_tag" = smoke ]; then : "${sw_layers:=1}" "${dt_layers:=2}"; else : "${sw_layers:=2}" "${dt_layers:=8}"; fi
 # one intra-op thread per process: parallel jobs on a few shared cores otherwise thrash (measured here:
 # MFCC extraction 104 utt/s with 1 thread vs 1.6 utt/s with 2 on a loaded 2-core machine)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
-log() { echo -e "$(date '+%F %T') (run.sh) $*"; }
 cmvn=dump/fbank/train/cmvn.npz
 
 # Student structures (speechkd-distill overrides on top of conf/distill*.yaml).
@@ -97,11 +98,6 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   steps/zoo_teacher.sh --conf_tag "$conf_tag" --teacher "$teacher" ssl_en_cnn exp/teacher/model
 fi
 
-# Run "$@" in the background, at most $jobs at a time; wait_all fails if any of them failed.
-pids=()
-bg() { while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do sleep 1; done; "$@" & pids+=($!); }
-wait_all() { local rc=0; for p in "${pids[@]}"; do wait "$p" || rc=1; done; pids=(); return $rc; }
-
 distil() {  # <student> <seed>: (Fbank: stage A) + distillation -> exp/<student>/seed<seed>
   local s=$1 seed=$2 dir=exp/$1/seed$2 init_from=()
   mkdir -p "$dir"
@@ -138,17 +134,19 @@ finetune_decode() {  # <run dir> <init model> <size>: CTC fine-tuning, then deco
 }
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  specs=()
   for s in $students; do
-    for seed in $(seeds_of "$s"); do bg distil "$s" "$seed"; done
+    for seed in $(seeds_of "$s"); do specs+=("$s $seed"); done
   done
-  wait_all
+  run_pool "$max_parallel" distil "${specs[@]}"
 fi
 
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 7 ]; then
+  specs=()
   for entry in $(model_dirs); do
-    for p in $ft_sizes; do bg finetune_decode "${entry%%:*}" "${entry#*:}" "$p"; done
+    for p in $ft_sizes; do specs+=("${entry%%:*} ${entry#*:} $p"); done
   done
-  wait_all
+  run_pool "$max_parallel" finetune_decode "${specs[@]}"
 fi
 
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then

@@ -36,10 +36,9 @@ help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] 
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+. steps/lib.sh   # log, conf_suffix, corpus_languages, run_pool
 
-sfx=""
-[ "$conf_tag" = default ] || sfx="_${conf_tag}"
-log() { echo -e "$(date '+%F %T') (run.sh) $*"; }
+sfx=$(conf_suffix "$conf_tag")
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "stage 1: synthesise the mini SLU corpus ($conf_tag) with espeak-ng"
@@ -67,7 +66,7 @@ fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   log "stage 5: distillation: $methods (seeds '$seeds' for: $all_seed_methods)"
-  steps/pad_distill.sh --nj "$nj" --cmd "$cuda_cmd" --pad_conf conf/pad${sfx}.yaml --methods "$methods" --seeds "$seeds" \
+  steps/pad_distill.sh --max_parallel "$nj" --cmd "$cuda_cmd" --pad_conf conf/pad${sfx}.yaml --methods "$methods" --seeds "$seeds" \
     --all_seed_methods "$all_seed_methods" data/train data/dev exp/teacher/model exp/text_lm/model exp/distill
 fi
 
@@ -82,7 +81,7 @@ fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   log "stage 7: intent head ($per_intent labelled utterances per intent) on each model; test accuracy"
-  steps/intent_eval.sh --nj "$nj" --cmd "$cuda_cmd" --decode_cmd "$decode_cmd" --intent_conf conf/intent${sfx}.yaml \
+  steps/intent_eval.sh --max_parallel "$nj" --cmd "$cuda_cmd" --decode_cmd "$decode_cmd" --intent_conf conf/intent${sfx}.yaml \
     --methods "none $methods" --seeds "$seeds" --all_seed_methods "$all_seed_methods" \
     --train_data "data/train_sub${per_intent}_seedSEED" --intents data/intents \
     data/dev exp/teacher/model exp/distill exp/intent "test test_unseen_para"

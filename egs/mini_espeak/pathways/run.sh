@@ -29,12 +29,10 @@ help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] 
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+. steps/lib.sh   # log, conf_suffix, corpus_languages, run_pool
 
-sfx=""
-[ "$conf_tag" = default ] || sfx="_${conf_tag}"
-langs=$(python -c "import yaml,sys; print(' '.join(yaml.safe_load(open(sys.argv[1]))['corpus']['languages']))" \
-  conf/corpus_${conf_tag}.yaml)
-log() { echo -e "$(date '+%F %T') (run.sh) $*"; }
+sfx=$(conf_suffix "$conf_tag")
+langs=$(corpus_languages conf/corpus_${conf_tag}.yaml)
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "stage 1: synthesise the 4-language corpus ($conf_tag) with espeak-ng"

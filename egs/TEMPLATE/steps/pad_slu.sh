@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Stages 2-5 of the real-corpus PAD recipes (egs/slurp/pad, egs/fsc/pad; stage 1, the corpus's data dirs,
+# stays in each run.sh): import the speech SSL model, distil the text model into it with each method
+# (steps/pad_distill.sh), train and score an intent classifier on each model (steps/intent_eval.sh), and
+# write RESULTS.md. Run from the recipe dir; stage numbers are the recipe's.
+#
+#   steps/pad_slu.sh --stage 2 --stop_stage 5 --valid data/devel --speech_model /models/hubert-base-ls960 \
+#       --text_model /models/bert-base-uncased --methods "cosine pad" --seeds "1 2"
+set -euo pipefail
+stage=2
+stop_stage=100
+valid=data/valid     # validation data dir (distillation and intent training)
+speech_model=        # speech SSL checkpoint: HF dir or fairseq .pt (required for stage 2)
+text_model=          # BERT-like HF encoder dir (required from stage 3)
+methods="mse cosine infonce uniform pad pad_noprior pad_word"
+seeds="1 2"
+all_seed_methods="none pad"
+per_intent=0         # 0: the whole training set labels the intent head; N > 0: N utterances per intent
+conf_tag=default
+cuda_cmd=utils/run.py
+decode_cmd=utils/run.py
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--valid DIR] --speech_model PATH --text_model DIR [--methods '...'] [--seeds '1 2']"
+. utils/parse_options.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+[ $# -eq 0 ] || { echo "$help_message" >&2; exit 1; }
+
+sfx=$(conf_suffix "$conf_tag")
+train_lab=data/train
+[ "$per_intent" -gt 0 ] && train_lab="data/train_sub${per_intent}_seedSEED"
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "stage 2: import the speech SSL model -> exp/speech_ssl"
+  [ -n "$speech_model" ] || { echo "$0: --speech_model is required" >&2; exit 1; }
+  speechkd-import-checkpoint --src "$speech_model" --out exp/speech_ssl
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  log "stage 3: distillation from $text_model: $methods"
+  [ -n "$text_model" ] || { echo "$0: --text_model is required" >&2; exit 1; }
+  steps/pad_distill.sh --cmd "$cuda_cmd" --pad_conf conf/pad${sfx}.yaml --methods "$methods" --seeds "$seeds" \
+    --all_seed_methods "$all_seed_methods" data/train "$valid" exp/speech_ssl "$text_model" exp/distill
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "stage 4: intent classification on each model (labels: $train_lab), test accuracy"
+  if [ "$per_intent" -gt 0 ]; then
+    for seed in $seeds; do
+      speechkd-train-intent subset --data data/train --out "${train_lab//SEED/$seed}" --per-intent "$per_intent" --seed "$seed"
+    done
+  fi
+  cut -d' ' -f2 data/train/utt2intent | sort -u > data/intents
+  steps/intent_eval.sh --cmd "$cuda_cmd" --decode_cmd "$decode_cmd" --intent_conf conf/intent${sfx}.yaml \
+    --methods "none $methods" --seeds "$seeds" --all_seed_methods "$all_seed_methods" --train_data "$train_lab" \
+    --intents data/intents "$valid" exp/speech_ssl exp/distill exp/intent "test"
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  log "stage 5: RESULTS${sfx}.md"
+  speechkd-make-results --spec conf/results.yaml --out RESULTS${sfx}.md --strict
+  log "done: $(pwd)/RESULTS${sfx}.md"
+fi
