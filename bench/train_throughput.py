@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -88,7 +87,8 @@ def build_task(name: str, scale: float, utt_seconds: float, device, seed: int = 
         L = (batch["x"].shape[1] + 1) // 2                      # 50 Hz labels
         batch["labels"] = torch.randint(0, N_LABELS, (batch["x"].shape[0], L), generator=gen).to(device)
     elif name == "distill":
-        from speechkd.distill.train import DistillTask, _normalise_cfg, build_student_from_config
+        from speechkd.distill.student import build_student_from_config
+        from speechkd.distill.train import DistillTask, _normalise_cfg
         from speechkd.models.ssl import SSLModel
 
         conf = _normalise_cfg({k: v for k, v in _yaml(DISTILL_CONF).items() if k in
@@ -215,8 +215,8 @@ def main(argv=None):
     summary(f"matmul bf16/fp32 GFLOP/s (n={args.matmul_n}, {device})", peak["bf16"] / peak["fp32"],
             "bf16 matmul rate over fp32 on this machine")
 
-    print(f"\n| task | params | batch s | GFLOP/step | precision | s/step | CPU s/step | "
-          f"audio-s per s | GFLOP/s | of bf16 matmul |")
+    print("\n| task | params | batch s | GFLOP/step | precision | s/step | CPU s/step | "
+          "audio-s per s | GFLOP/s | of bf16 matmul |")
     print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
     results = {}
     for name in tasks:

@@ -173,7 +173,8 @@ def test_cnn_student_of_an_fbank_teacher_takes_its_own_conv_layers():
 
 
 def test_keep_teacher_head_on_the_teachers_own_layers():
-    from speechkd.distill.train import DISTILL_DEFAULTS, build_student_from_config
+    from speechkd.distill.student import build_student_from_config
+    from speechkd.distill.train import DISTILL_DEFAULTS
 
     teacher = SSLModel(SSLConfig.from_dict({**TINY, "frontend": "fbank", "fbank_channels": 24, "num_labels": 7}))
     conv = [[8, 10, 5], [12, 3, 2], [12, 3, 2], [12, 3, 2], [12, 3, 2], [12, 2, 2], [12, 2, 2]]

@@ -1,4 +1,5 @@
-"""Speech → speech distillation training library (speechkd.distill.train) and the speechkd-distill CLI."""
+"""Speech → speech distillation training library (speechkd.distill.train, .data, .student) and the
+speechkd-distill CLI."""
 from __future__ import annotations
 
 import shutil
@@ -6,9 +7,10 @@ import shutil
 import pytest
 import torch
 
+from speechkd.distill.data import PairedDataset, paired_collate, spec_augment
 from speechkd.distill.losses import codebook_logits, frontend_loss, kl_div_loss
-from speechkd.distill.train import (DISTILL_DEFAULTS, DistillTask, PairedDataset, build_student_from_config,
-                                    distill, paired_collate, spec_augment)
+from speechkd.distill.student import build_student_from_config
+from speechkd.distill.train import DISTILL_DEFAULTS, DistillTask, distill
 from speechkd.models.checkpoint import load_checkpoint, load_train_state, save_checkpoint
 from speechkd.models.ssl import SSLConfig, SSLModel
 from speechkd.utils.config import apply_overrides, merge

@@ -1,2 +1,2 @@
-"""Knowledge distillation: losses (:mod:`.losses`, :mod:`.l2s`, :mod:`.pad`) and student construction
-(:mod:`.student`)."""
+"""Knowledge distillation: losses (:mod:`.losses`, :mod:`.l2s`, :mod:`.pad`), student construction
+(:mod:`.student`), the paired teacher/student data (:mod:`.data`) and the distillation task (:mod:`.train`)."""

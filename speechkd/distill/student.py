@@ -12,6 +12,10 @@
   ``round(i·L_t/L_s)`` (layer-jumping, i = 1..L_s), ``"first"`` (teacher layers 1..L_s) or a given
   list; plus the CNN / Fbank front-end, feature projection, positional conv and encoder LayerNorm,
   each copied when shapes match.
+* :func:`build_student` (keyword arguments) / :func:`build_student_from_config` (the ``student``
+  section of a distillation config, :data:`speechkd.distill.train.DISTILL_DEFAULTS`): the student
+  built and initialised from the teacher (optionally keeping its HuBERT head, then loading
+  ``init_from``).
 * Prediction heads: :class:`LayerwiseHeads` (one Linear per target, each from the student layer at
   the same relative depth) or :class:`ExpandLastHead` (DistilHuBERT: one Linear from the last layer
   to ``n_targets·D``, split). :class:`Distiller` holds student + heads.
@@ -30,6 +34,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Union
@@ -37,8 +42,11 @@ from typing import List, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from ..models.checkpoint import load_checkpoint
 from ..models.ssl import SSLConfig, SSLModel, SSLOutput
 from ..utils.errors import ConfigError
+
+log = logging.getLogger("speechkd")
 
 PRESETS = ("shallow_wide", "middle", "deep_thin")
 
@@ -225,6 +233,70 @@ def build_student(teacher: SSLModel, n_layers: Optional[int] = None, preset: Opt
         return student, []
     same_width = cfg.d_model == teacher.cfg.d_model and cfg.ffn_dim == teacher.cfg.ffn_dim
     return student, init_student_from_teacher(student, teacher, init if same_width else None)
+
+
+# ------------------------------------------------------------------------------------ from config
+def _init_mode(init) -> Union[str, List[int], None]:
+    if init is None or (isinstance(init, str) and init.lower() == "none"):
+        return None
+    if isinstance(init, str) and init not in ("jump", "first"):
+        raise ConfigError(f"student.init must be jump, first, none or a list of teacher layers, got '{init}'")
+    return init if isinstance(init, str) else [int(v) for v in init]
+
+
+def build_student_from_config(teacher: SSLModel, scfg: dict) -> SSLModel:
+    """Student :class:`SSLModel` from the ``student`` config section, initialised from the teacher."""
+    overrides = dict(scfg.get("overrides") or {})
+    frontend = scfg.get("frontend", "cnn")
+    if scfg.get("preset"):
+        cfg = preset_config(teacher.cfg, scfg["preset"], frontend=frontend, **overrides)
+    elif scfg.get("match_layers") and not scfg.get("d_model"):
+        if not scfg.get("n_layers"):
+            raise ConfigError("student.match_layers needs student.n_layers")
+        budget = count_params(student_config(teacher.cfg, int(scfg["match_layers"]), frontend=frontend,
+                                             **overrides))
+        cfg = solve_width(teacher.cfg, int(scfg["n_layers"]), budget, frontend=frontend, **overrides)
+    else:
+        if not scfg.get("n_layers"):
+            raise ConfigError("student needs a preset or n_layers")
+        cfg = student_config(teacher.cfg, int(scfg["n_layers"]), d_model=scfg.get("d_model"),
+                             ffn_dim=scfg.get("ffn_dim"), n_heads=scfg.get("n_heads"), frontend=frontend,
+                             **overrides)
+    keep_head = bool(scfg.get("keep_teacher_head"))
+    if keep_head:
+        if teacher.head is None:
+            raise ConfigError("student.keep_teacher_head needs a teacher with a HuBERT head (num_labels > 0)")
+        cfg = dataclasses.replace(cfg, num_labels=teacher.cfg.num_labels, final_dim=teacher.cfg.final_dim,
+                                  logit_temp=teacher.cfg.logit_temp)
+    student = SSLModel(cfg)
+    mode = _init_mode(scfg.get("init", "jump"))
+    same_width = cfg.d_model == teacher.cfg.d_model and cfg.ffn_dim == teacher.cfg.ffn_dim
+    if mode is not None and not same_width:
+        log.warning("student width %d/%d differs from the teacher's %d/%d: encoder layers not initialised "
+                    "from the teacher", cfg.d_model, cfg.ffn_dim, teacher.cfg.d_model, teacher.cfg.ffn_dim)
+        mode = None
+    if mode is not None or scfg.get("init_frontend", True):
+        used = init_student_from_teacher(student, teacher, mode)
+        log.info("student initialised from the teacher (encoder layers %s)", used or "none")
+        if keep_head:   # the head reads the last layer: valid only on the teacher's own stack of layers
+            if used != list(range(1, teacher.cfg.n_layers + 1)):
+                raise ConfigError(f"student.keep_teacher_head needs every teacher layer copied in order "
+                                  f"(student.init jump with n_layers {teacher.cfg.n_layers}), got {used or 'none'}")
+            student.head.load_state_dict(teacher.head.state_dict())
+            log.info("student keeps the teacher's HuBERT head (%d labels)", teacher.cfg.num_labels)
+    elif keep_head:
+        raise ConfigError("student.keep_teacher_head needs the teacher's layers copied (student.init jump)")
+    if scfg.get("init_from"):
+        src, _ = load_checkpoint(scfg["init_from"])
+        try:
+            student.load_state_dict(src.state_dict())
+        except RuntimeError as e:
+            raise ConfigError(f"{scfg['init_from']}: student.init_from does not match the student: "
+                              f"{str(e).splitlines()[0]}") from None
+        log.info("student weights loaded from %s", scfg["init_from"])
+    n = sum(p.numel() for p in student.parameters())
+    log.info("student: %d layers x %d (%s front-end), %.2fM params", cfg.n_layers, cfg.d_model, frontend, n / 1e6)
+    return student
 
 
 # ------------------------------------------------------------------------------------------ heads

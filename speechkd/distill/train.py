@@ -41,7 +41,8 @@ Config sections (every key overridable as ``--section.key value``):
     ``TRAIN_DEFAULTS``); ``data.cmvn`` is the student's CMVN (fbank student).
 
 When the teacher reads waveforms (CNN) and the student Fbank (or the reverse) the loader gives both
-inputs of each utterance: ``x`` (teacher) and ``s_x`` (student) — see :class:`PairedDataset`.
+inputs of each utterance: ``x`` (teacher) and ``s_x`` (student) — see
+:class:`~speechkd.distill.data.PairedDataset`.
 
 Outputs: ``exp/model`` (student SSL checkpoint, heads dropped unless ``keep_teacher_head``, then with the
 teacher's ``kmeans.pt`` codebook; + ``cmvn.npz`` for a Fbank student;
@@ -51,27 +52,24 @@ heads in ``train_state.pt``), ``exp/train.log`` (per-layer ``l1/<k>``, ``cos/<k>
 """
 from __future__ import annotations
 
-import dataclasses
 import filecmp
 import logging
 import shutil
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from ..data.collate import collate, pad_sequence
-from ..data.sampler import BucketBatchSampler
 from ..models.checkpoint import load_checkpoint
 from ..models.ssl import SSLModel
-from ..train.data import DATA_DEFAULTS, make_dataset, resolve_cmvn, units_per_second
+from ..train.data import DATA_DEFAULTS, make_dataset, resolve_cmvn
 from ..train.trainer import OPTIM_DEFAULTS, TRAIN_DEFAULTS, Trainer, seed_everything
 from ..utils.config import merge, save_config
 from ..utils.errors import ConfigError
+from .data import PairedDataset, make_distill_loader, spec_augment
 from .losses import DiscriminativeHead, DistillLoss, frontend_loss, lengths_to_padding_mask
-from .student import (Distiller, count_params, default_target_layers, init_student_from_teacher,
-                      preset_config, solve_width, student_config)
+from .student import Distiller, build_student_from_config, default_target_layers
 
 log = logging.getLogger("speechkd")
 
@@ -90,161 +88,12 @@ DISTILL_DEFAULTS: Dict = {
 
 STAGES = ("full", "frontend")
 
-
-# ------------------------------------------------------------------------------------------ data
-class PairedDataset(torch.utils.data.Dataset):
-    """The same utterances for two inputs: ``x`` from ``teacher_ds`` and ``s_x`` from ``student_ds``.
-
-    Used when teacher and student front-ends differ (waveform CNN teacher, Fbank student). Utterances
-    are those of ``teacher_ds`` that ``student_ds`` also has (a missing one is logged and dropped);
-    ``lengths`` are the teacher's (for the bucket sampler).
-
-    Example::
-
-        ds = PairedDataset(WavDataset("data/train"), FeatsDataset("data/train", cmvn="cmvn.npz"))
-        ds[0]["x"].shape, ds[0]["s_x"].shape     # (S,), (T, 80)
-    """
-
-    def __init__(self, teacher_ds, student_ds):
-        s_index = {u: i for i, u in enumerate(student_ds.utts)}
-        keep = [i for i, u in enumerate(teacher_ds.utts) if u in s_index]
-        if len(keep) < len(teacher_ds.utts):
-            log.warning("%d of %d utterances have no student input (e.g. missing from feats.scp): dropped",
-                        len(teacher_ds.utts) - len(keep), len(teacher_ds.utts))
-        if not keep:
-            raise ConfigError("teacher and student data share no utterance")
-        self.t, self.s = teacher_ds, student_ds
-        self.t_index = keep
-        self.s_index = [s_index[teacher_ds.utts[i]] for i in keep]
-        self.utts = [teacher_ds.utts[i] for i in keep]
-        self.lengths = [teacher_ds.lengths[i] for i in keep]
-
-    def __len__(self) -> int:
-        return len(self.utts)
-
-    def __getitem__(self, i: int) -> Dict:
-        item = self.t[self.t_index[i]]
-        item["s_x"] = self.s[self.s_index[i]]["x"]
-        return item
-
-
-def paired_collate(items: List[Dict]) -> Dict:
-    """:func:`~speechkd.data.collate.collate` plus ``s_x`` (zero padded) and ``s_x_lengths``."""
-    s = [torch.as_tensor(it.pop("s_x")) for it in items] if "s_x" in items[0] else None
-    batch = collate(items)
-    if s is not None:
-        batch["s_x"] = pad_sequence(s, 0.0)
-        batch["s_x_lengths"] = torch.tensor([x.shape[0] for x in s], dtype=torch.long)
-    return batch
-
-
-def make_distill_loader(ds, frontend: str, data_cfg: dict, seed: int = 0, train: bool = True):
-    """DataLoader with a bucket sampler bounded by ``batch_seconds`` (in ``frontend``'s units)."""
-    max_units = int(float(data_cfg.get("batch_seconds", 40.0)) * units_per_second(frontend, data_cfg))
-    sampler = BucketBatchSampler(ds.lengths, max_units, max_batch_size=data_cfg.get("max_batch_size"),
-                                 shuffle=train, seed=seed, world_size=None if train else 1,
-                                 rank=None if train else 0)
-    return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=paired_collate,
-                                       num_workers=int(data_cfg.get("num_workers", 0)))
-
-
-# ----------------------------------------------------------------------------------- SpecAugment
-def spec_augment(x: Tensor, lengths: Optional[Tensor], freq_masks: int = 2, freq_width: int = 10,
-                 time_masks: int = 2, time_width: int = 20, generator: Optional[torch.Generator] = None) -> Tensor:
-    """Zero ``freq_masks`` random bands (width < ``freq_width``) and ``time_masks`` random spans
-    (width < ``time_width``, inside each utterance's valid length) of Fbank features.
-
-    Args:
-        x: (B, T, F) features (CMVN-normalised, so zero = the mean).
-        lengths: (B,) valid frames or None.
-    Returns:
-        a masked copy of ``x``.
-    """
-    B, T, F = x.shape
-    keep = torch.ones(B, T, F, dtype=torch.bool, device=x.device)
-    lens = lengths.tolist() if lengths is not None else [T] * B
-    r = lambda hi: int(torch.randint(0, max(1, hi), (1,), generator=generator))  # noqa: E731
-    for b in range(B):
-        for _ in range(freq_masks):
-            w = r(freq_width)
-            f0 = r(F - w + 1)
-            keep[b, :, f0:f0 + w] = False
-        for _ in range(time_masks):
-            w = min(r(time_width), int(lens[b]))
-            t0 = r(int(lens[b]) - w + 1)
-            keep[b, t0:t0 + w, :] = False
-    return x * keep.to(x.dtype)
-
-
-# ------------------------------------------------------------------------------------------ model
-def _init_mode(init) -> Union[str, List[int], None]:
-    if init is None or (isinstance(init, str) and init.lower() == "none"):
-        return None
-    if isinstance(init, str) and init not in ("jump", "first"):
-        raise ConfigError(f"student.init must be jump, first, none or a list of teacher layers, got '{init}'")
-    return init if isinstance(init, str) else [int(v) for v in init]
-
-
-def build_student_from_config(teacher: SSLModel, scfg: dict) -> SSLModel:
-    """Student :class:`SSLModel` from the ``student`` config section, initialised from the teacher."""
-    overrides = dict(scfg.get("overrides") or {})
-    frontend = scfg.get("frontend", "cnn")
-    if scfg.get("preset"):
-        cfg = preset_config(teacher.cfg, scfg["preset"], frontend=frontend, **overrides)
-    elif scfg.get("match_layers") and not scfg.get("d_model"):
-        if not scfg.get("n_layers"):
-            raise ConfigError("student.match_layers needs student.n_layers")
-        budget = count_params(student_config(teacher.cfg, int(scfg["match_layers"]), frontend=frontend,
-                                             **overrides))
-        cfg = solve_width(teacher.cfg, int(scfg["n_layers"]), budget, frontend=frontend, **overrides)
-    else:
-        if not scfg.get("n_layers"):
-            raise ConfigError("student needs a preset or n_layers")
-        cfg = student_config(teacher.cfg, int(scfg["n_layers"]), d_model=scfg.get("d_model"),
-                             ffn_dim=scfg.get("ffn_dim"), n_heads=scfg.get("n_heads"), frontend=frontend,
-                             **overrides)
-    keep_head = bool(scfg.get("keep_teacher_head"))
-    if keep_head:
-        if teacher.head is None:
-            raise ConfigError("student.keep_teacher_head needs a teacher with a HuBERT head (num_labels > 0)")
-        cfg = dataclasses.replace(cfg, num_labels=teacher.cfg.num_labels, final_dim=teacher.cfg.final_dim,
-                                  logit_temp=teacher.cfg.logit_temp)
-    student = SSLModel(cfg)
-    mode = _init_mode(scfg.get("init", "jump"))
-    same_width = cfg.d_model == teacher.cfg.d_model and cfg.ffn_dim == teacher.cfg.ffn_dim
-    if mode is not None and not same_width:
-        log.warning("student width %d/%d differs from the teacher's %d/%d: encoder layers not initialised "
-                    "from the teacher", cfg.d_model, cfg.ffn_dim, teacher.cfg.d_model, teacher.cfg.ffn_dim)
-        mode = None
-    if mode is not None or scfg.get("init_frontend", True):
-        used = init_student_from_teacher(student, teacher, mode)
-        log.info("student initialised from the teacher (encoder layers %s)", used or "none")
-        if keep_head:   # the head reads the last layer: valid only on the teacher's own stack of layers
-            if used != list(range(1, teacher.cfg.n_layers + 1)):
-                raise ConfigError(f"student.keep_teacher_head needs every teacher layer copied in order "
-                                  f"(student.init jump with n_layers {teacher.cfg.n_layers}), got {used or 'none'}")
-            student.head.load_state_dict(teacher.head.state_dict())
-            log.info("student keeps the teacher's HuBERT head (%d labels)", teacher.cfg.num_labels)
-    elif keep_head:
-        raise ConfigError("student.keep_teacher_head needs the teacher's layers copied (student.init jump)")
-    if scfg.get("init_from"):
-        src, _ = load_checkpoint(scfg["init_from"])
-        try:
-            student.load_state_dict(src.state_dict())
-        except RuntimeError as e:
-            raise ConfigError(f"{scfg['init_from']}: student.init_from does not match the student: "
-                              f"{str(e).splitlines()[0]}") from None
-        log.info("student weights loaded from %s", scfg["init_from"])
-    n = sum(p.numel() for p in student.parameters())
-    log.info("student: %d layers x %d (%s front-end), %.2fM params", cfg.n_layers, cfg.d_model, frontend, n / 1e6)
-    return student
-
-
 class DistillTask(nn.Module):
     """Student + heads + loss; the frozen teacher is held outside the module tree (not saved, not trained).
 
-    ``forward(batch) -> (loss, stats)`` with ``batch`` from :func:`paired_collate`: ``x``/``x_lengths``
-    the teacher input and, when the front-ends differ, ``s_x``/``s_x_lengths`` the student input.
+    ``forward(batch) -> (loss, stats)`` with ``batch`` from :func:`~speechkd.distill.data.paired_collate`:
+    ``x``/``x_lengths`` the teacher input and, when the front-ends differ, ``s_x``/``s_x_lengths`` the
+    student input.
     """
 
     def __init__(self, teacher: SSLModel, student: SSLModel, cfg: dict):
