@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# The pathways method's stages over prepared data dirs (with utt2lang, feats.scp) and a tokenizer:
-#   1 dense multilingual RNN-T   2 dense monolingual RNN-Ts    3 language-agnostic pruning (+ joint steps)
-#   4 monolingual pruning (one mask per language)   5 pathways joint training (per seed; sparse exports)
-#   6 streaming decode + score (WER/CER per language)   7 overlap heatmap + RESULTS<sfx>.md
+# The pathways method's stages over prepared data dirs (with utt2lang, feats.scp) and a tokenizer, numbered
+# as in the recipes that call it (egs/mini_espeak/pathways, egs/mls/pathways: stages 1-3 prepare the data):
+#   4 dense multilingual RNN-T   5 dense monolingual RNN-Ts    6 language-agnostic pruning (+ joint steps)
+#   7 monolingual pruning (one mask per language)   8 pathways joint training (per seed; sparse exports)
+#   9 streaming decode + score (WER/CER per language)   10 overlap heatmap + RESULTS<sfx>.md
 #
-#   steps/pathways.sh --conf conf --sfx "" --seeds "1 2" --token_dir data/token_char \
+#   steps/pathways.sh --stage 4 --stop_stage 10 --conf conf --sfx "" --seeds "1 2" --token_dir data/token_char \
 #       --cmvn dump/fbank/train/cmvn.npz --train data/train --dev data/dev --test data/test "en de es it"
 #
 # Configs read: <conf>/{train,prune,pathways}<sfx>.yaml, <conf>/results*.yaml. Writes exp/{dense_multi,
 # dense_mono/<l>,agnostic/seed<s>,mono_sparse/<l>,pathways/seed<s>}, each with train/prune logs, and the
 # decode dirs decode_test[_beam] (score.json, params.json) the results specs read.
-# Independent runs (languages, seeds, decodes) go --nj at a time (each job uses one thread under run.py):
-# stages 1+2 together, then 3+4, then 5, then 6.
+# Independent runs (languages, seeds, decodes) go --max_parallel at a time (each job uses one thread under
+# run.py; lib.sh's run_pool): stages 4+5 together, then 6+7, then 8, then 9.
 set -euo pipefail
-stage=1
+stage=4
 stop_stage=100
 conf=conf
 sfx=""
@@ -27,7 +28,8 @@ dev=data/dev
 test=data/test
 token_dir=data/token_char
 cmvn=dump/fbank/train/cmvn.npz
-nj=2
+max_parallel=2  # runs at once
+nj=             # former name of --max_parallel (still accepted)
 threads=1       # torch threads per job (OMP_NUM_THREADS through the job runner)
 cmd=utils/run.py
 decode_cmd=utils/run.py
@@ -36,109 +38,119 @@ help_message="Usage: $0 [options] '<languages>'"
 [ $# -eq 1 ] || { echo "$help_message" >&2; exit 1; }
 langs=$1
 common=(--train-data "$train" --valid-data "$dev" --data.cmvn "$cmvn")
-log() { echo -e "$(date '+%F %T') (pathways.sh) $*"; }
-# job pool: bg CMD... starts CMD when fewer than $nj run; join waits for all and fails if any failed
-pids=()
-bg() {
-  while [ "$(jobs -rp | wc -l)" -ge "$nj" ]; do wait -n || true; done
-  "$@" &
-  pids+=($!)
-}
-join() {
-  local p rc=0
-  for p in "${pids[@]}"; do wait "$p" || rc=1; done
-  pids=()
-  [ "$rc" -eq 0 ] || { echo "$0: a job failed (see the logs above)" >&2; exit 1; }
+[ -z "$nj" ] || max_parallel=$nj
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+per_lang_ckpts() {   # per_lang_ckpts PATTERN: --ckpt L=PATTERN(L) for every language (PATTERN has one %s)
+  local l
+  for l in $langs; do printf -- "--ckpt %s=%s " "$l" "$(printf "$1" "$l")"; done
 }
 
-if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  log "stage 1: dense multilingual transducer (language-homogeneous batches)"
-  mkdir -p exp/dense_multi
-  bg ${cmd} --gpu 1 --num-threads $threads exp/dense_multi/train.log \
-    speechkd-train-transducer --config $conf/train$sfx.yaml "${common[@]}" --token-dir "$token_dir" \
-      --exp exp/dense_multi
+# one independent run of a stage; run_pool FN SPEC: "multi" | "mono L" | "agnostic SEED" | "mono_prune L" |
+# "pathways SEED" | "decode RUN_DIR greedy|beam"
+job() {
+  local kind=$1 dir
+  case $kind in
+    multi)
+      mkdir -p exp/dense_multi
+      ${cmd} --gpu 1 --num-threads "$threads" exp/dense_multi/train.log \
+        speechkd-train-transducer --config "$conf/train$sfx.yaml" "${common[@]}" --token-dir "$token_dir" \
+          --exp exp/dense_multi ;;
+    mono)
+      dir=exp/dense_mono/$2
+      mkdir -p "$dir"
+      ${cmd} --gpu 1 --num-threads "$threads" "$dir/train.log" \
+        speechkd-train-transducer --config "$conf/train$sfx.yaml" "${common[@]}" --token-dir "$token_dir" \
+          --langs "$2" --exp "$dir" --train.max_steps "$mono_steps" ;;
+    agnostic)   # pruning, then as many joint multilingual steps as the pathways stage with the agnostic mask fixed
+      dir=exp/agnostic/seed$2
+      mkdir -p "$dir/joint"
+      ${cmd} --gpu 1 --num-threads "$threads" "$dir/prune.log" \
+        speechkd-prune --config "$conf/prune$sfx.yaml" --init exp/dense_multi/model "${common[@]}" --exp "$dir" \
+          --train.seed "$2" || return 1
+      ${cmd} --gpu 1 --num-threads "$threads" "$dir/joint/train.log" \
+        speechkd-train-transducer --config "$conf/pathways$sfx.yaml" --mode masked --init "$dir/model" \
+          --masks "$dir/masks.pt" "${common[@]}" --exp "$dir/joint" --train.seed "$2" ;;
+    mono_prune)
+      dir=exp/mono_sparse/$2
+      mkdir -p "$dir"
+      ${cmd} --gpu 1 --num-threads "$threads" "$dir/prune.log" \
+        speechkd-prune --config "$conf/prune$sfx.yaml" --init exp/dense_multi/model "${common[@]}" --langs "$2" \
+          --exp "$dir" --train.seed "$mask_seed" ;;
+    pathways)
+      local masks=() l
+      for l in $langs; do masks+=(--masks "$l=exp/mono_sparse/$l/masks.pt"); done
+      dir=exp/pathways/seed$2
+      mkdir -p "$dir"
+      ${cmd} --gpu 1 --num-threads "$threads" "$dir/train.log" \
+        speechkd-train-transducer --config "$conf/pathways$sfx.yaml" --mode pathways --init exp/dense_multi/model \
+          "${masks[@]}" "${common[@]}" --exp "$dir" --train.seed "$2" ;;
+    decode)
+      local run=$2 search=$3 ckpt out
+      case $run in
+        exp/dense_mono) read -r -a ckpt <<< "$(per_lang_ckpts exp/dense_mono/%s/model)" ;;
+        exp/mono_sparse) read -r -a ckpt <<< "$(per_lang_ckpts exp/mono_sparse/%s/model)" ;;
+        exp/dense_multi) ckpt=(--ckpt exp/dense_multi/model) ;;
+        exp/agnostic/*) ckpt=(--ckpt "$run/joint/model") ;;
+        exp/pathways/*) read -r -a ckpt <<< "$(per_lang_ckpts "$run/export/%s")" ;;
+        *) echo "$0: no checkpoints known for $run" >&2; return 1 ;;
+      esac
+      out=$run/decode_$(basename "$test"); [ "$search" = beam ] && out=${out}_beam
+      log "stage 9: streaming $search decode + score ($run) → $out"
+      mkdir -p "$out/log"
+      ${decode_cmd} --num-threads "$threads" "$out/log/decode.log" \
+        speechkd-decode-transducer "${ckpt[@]}" --data "$test" --out "$out" --search "$search" --beam "$beam" \
+          --piece-ms "$piece_ms" --no-progress || return 1
+      speechkd-score --data "$test" --decode "$out" --units word,char > "$out/log/score.log" ;;
+    *) echo "$0: unknown job '$kind'" >&2; return 1 ;;
+  esac
+}
+
+specs=()
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "stage 4: dense multilingual transducer (language-homogeneous batches)"
+  specs+=(multi)
 fi
-
-if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   steps_multi=$(utils/yaml_get.py "$conf/train$sfx.yaml" train.max_steps)
   mono_steps=$(awk -v n="$steps_multi" -v r="$mono_steps_ratio" 'BEGIN { m = int(n * r + 0.5); print (m < 1 ? 1 : m) }')
-  for l in $langs; do
-    log "stage 2: dense monolingual transducer ($l, $mono_steps steps)"
-    mkdir -p exp/dense_mono/$l
-    bg ${cmd} --gpu 1 --num-threads $threads exp/dense_mono/$l/train.log \
-      speechkd-train-transducer --config $conf/train$sfx.yaml "${common[@]}" --token-dir "$token_dir" \
-        --langs "$l" --exp exp/dense_mono/$l --train.max_steps "$mono_steps"
-  done
+  log "stage 5: dense monolingual transducers ($langs; $mono_steps steps each)"
+  for l in $langs; do specs+=("mono $l"); done
 fi
-join
+run_pool "$max_parallel" job "${specs[@]}"
 
-if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  for s in $seeds; do
-    dir=exp/agnostic/seed$s
-    log "stage 3: language-agnostic pruning (all languages, seed $s) → $dir"
-    mkdir -p "$dir/joint"
-    # pruning, then as many joint multilingual steps as the pathways stage with the agnostic mask fixed
-    bg bash -c "${cmd} --gpu 1 --num-threads $threads $dir/prune.log speechkd-prune --config $conf/prune$sfx.yaml \
-        --init exp/dense_multi/model ${common[*]} --exp $dir --train.seed $s && \
-      ${cmd} --gpu 1 --num-threads $threads $dir/joint/train.log speechkd-train-transducer --config $conf/pathways$sfx.yaml \
-        --mode masked --init $dir/model --masks $dir/masks.pt ${common[*]} --exp $dir/joint --train.seed $s"
-  done
-fi
-
-if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  for l in $langs; do
-    dir=exp/mono_sparse/$l
-    log "stage 4: monolingual pruning of the dense multilingual model ($l) → $dir"
-    mkdir -p "$dir"
-    bg ${cmd} --gpu 1 --num-threads $threads "$dir/prune.log" \
-      speechkd-prune --config $conf/prune$sfx.yaml --init exp/dense_multi/model "${common[@]}" --langs "$l" \
-        --exp "$dir" --train.seed "$mask_seed"
-  done
-fi
-join
-
-if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-  masks=()
-  for l in $langs; do masks+=(--masks "$l=exp/mono_sparse/$l/masks.pt"); done
-  for s in $seeds; do
-    dir=exp/pathways/seed$s
-    log "stage 5: pathways joint training (seed $s) → $dir"
-    mkdir -p "$dir"
-    bg ${cmd} --gpu 1 --num-threads $threads "$dir/train.log" \
-      speechkd-train-transducer --config $conf/pathways$sfx.yaml --mode pathways --init exp/dense_multi/model \
-        "${masks[@]}" "${common[@]}" --exp "$dir" --train.seed "$s"
-  done
-  join
-fi
-
+specs=()
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
-  per_lang() { for l in $langs; do printf -- "--ckpt %s=%s " "$l" "$(printf "$1" "$l")"; done; }
-  runs=("exp/dense_mono|$(per_lang exp/dense_mono/%s/model)" "exp/dense_multi|--ckpt exp/dense_multi/model"
-        "exp/mono_sparse|$(per_lang exp/mono_sparse/%s/model)")            # run dir | checkpoint argument(s)
-  for s in $seeds; do
-    runs+=("exp/agnostic/seed$s|--ckpt exp/agnostic/seed$s/joint/model"
-           "exp/pathways/seed$s|$(per_lang exp/pathways/seed$s/export/%s)")
-  done
-  for r in "${runs[@]}"; do
-    dir=${r%%|*}
-    read -r -a ckpt <<< "${r#*|}"
-    searches=greedy
-    # beam search for the key comparison (language-agnostic vs pathways) only: it is ~3x slower
-    case "$dir" in exp/agnostic/*|exp/pathways/*) [ "$beam" -gt 0 ] && searches="greedy beam" ;; esac
-    for search in $searches; do
-      out=$dir/decode_$(basename "$test"); [ "$search" = beam ] && out=${out}_beam
-      log "stage 6: streaming $search decode + score ($dir) → $out"
-      mkdir -p "$out/log"
-      bg bash -c "${decode_cmd} --num-threads $threads $out/log/decode.log speechkd-decode-transducer ${ckpt[*]} --data $test \
-          --out $out --search $search --beam $beam --piece-ms $piece_ms --no-progress && \
-        speechkd-score --data $test --decode $out --units word,char > $out/log/score.log"
-    done
-  done
-  join
+  log "stage 6: language-agnostic pruning (all languages, seeds $seeds) → exp/agnostic/seed<s>"
+  for s in $seeds; do specs+=("agnostic $s"); done
+fi
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  log "stage 7: monolingual pruning of the dense multilingual model ($langs) → exp/mono_sparse/<l>"
+  for l in $langs; do specs+=("mono_prune $l"); done
+fi
+run_pool "$max_parallel" job "${specs[@]}"
+
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+  log "stage 8: pathways joint training (seeds $seeds) → exp/pathways/seed<s>"
+  specs=()
+  for s in $seeds; do specs+=("pathways $s"); done
+  run_pool "$max_parallel" job "${specs[@]}"
 fi
 
-if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
-  log "stage 7: mask overlap heatmap + RESULTS$sfx.md"
+if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
+  runs=(exp/dense_mono exp/dense_multi exp/mono_sparse)
+  for s in $seeds; do runs+=(exp/agnostic/seed$s exp/pathways/seed$s); done
+  specs=()
+  for r in "${runs[@]}"; do
+    specs+=("decode $r greedy")
+    # beam search for the key comparison (language-agnostic vs pathways) only: it is ~3x slower
+    case "$r" in exp/agnostic/*|exp/pathways/*) [ "$beam" -le 0 ] || specs+=("decode $r beam") ;; esac
+  done
+  run_pool "$max_parallel" job "${specs[@]}"
+fi
+
+if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ]; then
+  log "stage 10: mask overlap heatmap + RESULTS$sfx.md"
   s1=${seeds%% *}
   cp exp/pathways/seed$s1/overlap.png overlap$sfx.png
   {

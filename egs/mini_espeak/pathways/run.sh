@@ -50,10 +50,8 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   steps/make_feats_sets.sh --nj "$nj" --cmd "$feats_cmd" data dump/fbank train dev test
 fi
 
-if [ "$stop_stage" -ge 4 ]; then
-  first=$((stage > 4 ? stage - 3 : 1))
-  log "stages 4-10 → steps/pathways.sh stages $first-$((stop_stage - 3))"
-  steps/pathways.sh --stage "$first" --stop_stage $((stop_stage - 3)) --conf conf --sfx "$sfx" --nj "$nj" \
+if [ "$stop_stage" -ge 4 ]; then   # stages 4-10: the method (same stage numbers in steps/pathways.sh)
+  steps/pathways.sh --stage "$stage" --stop_stage "$stop_stage" --conf conf --sfx "$sfx" --max_parallel "$nj" \
     --seeds "$seeds" --mask_seed "$mask_seed" --mono_steps_ratio "$mono_steps_ratio" --beam "$beam" \
     --piece_ms "$piece_ms" --token_dir data/token_char --cmvn dump/fbank/train/cmvn.npz \
     --cmd "$cuda_cmd" --decode_cmd "$decode_cmd" "$langs"

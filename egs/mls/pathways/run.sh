@@ -59,9 +59,8 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   steps/make_feats_sets.sh --nj "$nj" --cmd "$feats_cmd" data dump/fbank train dev test
 fi
 
-if [ "$stop_stage" -ge 4 ]; then
-  log "stages 4-10: pathways method (steps/pathways.sh stages $((stage > 4 ? stage - 3 : 1))-$((stop_stage - 3)))"
-  steps/pathways.sh --stage $((stage > 4 ? stage - 3 : 1)) --stop_stage $((stop_stage - 3)) --conf conf \
-    --nj "$train_nj" --seeds "$seeds" --beam "$beam" --piece_ms "$piece_ms" --token_dir data/token_sp \
+if [ "$stop_stage" -ge 4 ]; then   # stages 4-10: the method (same stage numbers in steps/pathways.sh)
+  steps/pathways.sh --stage "$stage" --stop_stage "$stop_stage" --conf conf \
+    --max_parallel "$train_nj" --seeds "$seeds" --beam "$beam" --piece_ms "$piece_ms" --token_dir data/token_sp \
     --cmvn dump/fbank/train/cmvn.npz --cmd "$cuda_cmd" --decode_cmd "$decode_cmd" "$codes"
 fi
