@@ -64,3 +64,10 @@ def test_every_recipe_sources_lib_and_has_no_private_log_or_pool():
         assert ". steps/lib.sh" in text, run
         assert "log() {" not in text and "wait_all" not in text and "run_bg" not in text, run
         assert "['corpus']['languages']" not in text, run     # corpus_languages does that
+
+
+def test_no_inline_python_in_recipes_or_steps():
+    """Programs live in local/*.py, utils/*.py or CLIs, where they can be read, tested and linted."""
+    for f in sorted(ROOT.glob("egs/*/*/run.sh")) + sorted(ROOT.glob("egs/TEMPLATE/steps/*.sh")):
+        text = f.read_text()
+        assert "python -c" not in text and "python3 -c" not in text, f

@@ -45,11 +45,5 @@ for lang in $langs; do
     "$dir/model" "${test_prefix}${lang}" "$dir/decode_test"
 done
 first=$(set -- $langs; echo "$1")
-python3 -c "import json, sys
-from speechkd.models.checkpoint import load_checkpoint
-from speechkd.utils.fileio import atomic_write_text
-model, _ = load_checkpoint(sys.argv[1])
-n = sum(p.numel() for p in model.encoder.parameters())
-atomic_write_text(sys.argv[2], json.dumps({'params': n, 'params_M': round(n / 1e6, 3)}) + '\n')
-" "$exp/$first/model" "$exp/params.json"
+utils/count_params.py "$exp/$first/model" "$exp/params.json"
 echo "$0: fine-tuned $init on: $langs -> $exp"

@@ -29,9 +29,7 @@ help_message="Usage: $0 --mls_root <folder> [--stage N] [--stop_stage N] [--lang
 . utils/parse_options.sh
 . steps/lib.sh   # log, conf_suffix, corpus_languages, run_pool
 
-codes=$(python -c "
-import sys; from speechkd.corpus.mls import LANG_CODES
-print(' '.join(LANG_CODES.get(x, x) for x in sys.argv[1].split(',')))" "$languages")
+codes=$(local/lang_codes.py "$languages")
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   [ -n "$mls_root" ] || { echo "$0: --mls_root is required for stage 1" >&2; exit 1; }
