@@ -19,8 +19,7 @@ import torch
 from torch import Tensor
 
 from ..data.collate import collate, pad_sequence
-from ..data.sampler import BucketBatchSampler
-from ..train.data import units_per_second
+from ..train.data import make_loader
 from ..utils.errors import ConfigError
 
 log = logging.getLogger("speechkd")
@@ -74,13 +73,9 @@ def paired_collate(items: List[Dict]) -> Dict:
 
 
 def make_distill_loader(ds, frontend: str, data_cfg: dict, seed: int = 0, train: bool = True):
-    """DataLoader with a bucket sampler bounded by ``batch_seconds`` (in ``frontend``'s units)."""
-    max_units = int(float(data_cfg.get("batch_seconds", 40.0)) * units_per_second(frontend, data_cfg))
-    sampler = BucketBatchSampler(ds.lengths, max_units, max_batch_size=data_cfg.get("max_batch_size"),
-                                 shuffle=train, seed=seed, world_size=None if train else 1,
-                                 rank=None if train else 0)
-    return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=paired_collate,
-                                       num_workers=int(data_cfg.get("num_workers", 0)))
+    """:func:`speechkd.train.data.make_loader` with :func:`paired_collate` (batches bounded by
+    ``batch_seconds`` in the teacher ``frontend``'s units)."""
+    return make_loader(ds, frontend, data_cfg, seed=seed, train=train, collate_fn=paired_collate)
 
 
 # ----------------------------------------------------------------------------------- SpecAugment

@@ -91,13 +91,14 @@ def units_per_second(frontend: str, data_cfg: dict) -> int:
     return FRAME_RATE if frontend == "fbank" else int(data_cfg.get("sample_rate", 16000))
 
 
-def make_loader(ds, frontend: str, data_cfg: dict, seed: int = 0, train: bool = True):
-    """DataLoader with a :class:`BucketBatchSampler` bounded by ``batch_seconds`` of padded audio."""
+def make_loader(ds, frontend: str, data_cfg: dict, seed: int = 0, train: bool = True, collate_fn=None):
+    """DataLoader with a :class:`BucketBatchSampler` bounded by ``batch_seconds`` of padded audio
+    (``frontend``'s units); ``collate_fn`` defaults to :func:`speechkd.data.collate.collate`."""
     max_units = int(float(data_cfg.get("batch_seconds", 40.0)) * units_per_second(frontend, data_cfg))
     sampler = BucketBatchSampler(ds.lengths, max_units, max_batch_size=data_cfg.get("max_batch_size"),
                                  shuffle=train, seed=seed, world_size=None if train else 1,
                                  rank=None if train else 0)
-    return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate,
+    return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate_fn or collate,
                                        num_workers=int(data_cfg.get("num_workers", 0)))
 
 
