@@ -41,9 +41,9 @@ common=(--train-data "$train" --valid-data "$dev" --data.cmvn "$cmvn")
 [ -z "$nj" ] || max_parallel=$nj
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-per_lang_ckpts() {   # per_lang_ckpts PATTERN: --ckpt L=PATTERN(L) for every language (PATTERN has one %s)
+per_lang_ckpts() {   # per_lang_ckpts PATTERN: ckpt+=(--ckpt L=PATTERN(L)) for every language (one %s)
   local l
-  for l in $langs; do printf -- "--ckpt %s=%s " "$l" "$(printf "$1" "$l")"; done
+  for l in $langs; do ckpt+=(--ckpt "$l=$(printf "$1" "$l")"); done
 }
 
 # one independent run of a stage; run_pool FN SPEC: "multi" | "mono L" | "agnostic SEED" | "mono_prune L" |
@@ -86,13 +86,12 @@ job() {
         speechkd-train-transducer --config "$conf/pathways$sfx.yaml" --mode pathways --init exp/dense_multi/model \
           "${masks[@]}" "${common[@]}" --exp "$dir" --train.seed "$2" ;;
     decode)
-      local run=$2 search=$3 ckpt out
+      local run=$2 search=$3 ckpt=() out
       case $run in
-        exp/dense_mono) read -r -a ckpt <<< "$(per_lang_ckpts exp/dense_mono/%s/model)" ;;
-        exp/mono_sparse) read -r -a ckpt <<< "$(per_lang_ckpts exp/mono_sparse/%s/model)" ;;
+        exp/dense_mono|exp/mono_sparse) per_lang_ckpts "$run/%s/model" ;;
         exp/dense_multi) ckpt=(--ckpt exp/dense_multi/model) ;;
         exp/agnostic/*) ckpt=(--ckpt "$run/joint/model") ;;
-        exp/pathways/*) read -r -a ckpt <<< "$(per_lang_ckpts "$run/export/%s")" ;;
+        exp/pathways/*) per_lang_ckpts "$run/export/%s" ;;
         *) echo "$0: no checkpoints known for $run" >&2; return 1 ;;
       esac
       out=$run/decode_$(basename "$test"); [ "$search" = beam ] && out=${out}_beam

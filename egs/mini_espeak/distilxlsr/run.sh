@@ -170,7 +170,7 @@ if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ]; then
       specs+=("$name $seed")
     done
   done
-  [ "${#specs[@]}" -eq 0 ] || run_pool "$max_parallel" finetune_one "${specs[@]}"
+  run_pool "$max_parallel" finetune_one "${specs[@]}"   # nothing to do when every run is scored
 fi
 
 if [ "$stage" -le 11 ] && [ "$stop_stage" -ge 11 ]; then
