@@ -73,6 +73,74 @@ def test_beam1_equals_greedy_one_symbol():
     assert len(hyps) == 2 and all(0 < k < 12 for h in hyps for k in h)
 
 
+def test_beam1_equals_greedy_several_symbols():
+    m = _model(seed=3)
+    enc, lens = m.encode(torch.randn(3, 100, 80), torch.tensor([100, 77, 50]))
+    for s in (2, 3):
+        assert modified_beam_search(m, enc, lens, beam=1, max_symbols_per_frame=s) == \
+            greedy_search(m, enc, lens, max_symbols_per_frame=s)
+
+
+class _TableTransducer(torch.nn.Module):
+    """A transducer whose joint log-probs come from a table ``probs[t][last token]`` (blank = 0).
+
+    Encoder frames are one-hot frame indices and the predictor output is a one-hot of the last
+    emitted token (blank at the start), so the search sees exactly the table's distributions.
+    """
+
+    def __init__(self, probs):
+        super().__init__()
+        self.probs = probs
+        self.blank_id = 0
+        self.V = len(next(iter(probs[0].values())))
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+        model = self
+
+        class Pred:
+            @staticmethod
+            def step(tok, state):
+                return torch.nn.functional.one_hot(tok, model.V).float(), None
+
+        class Joiner:
+            enc_proj = staticmethod(lambda e: e)
+            pred_proj = staticmethod(lambda o: o)
+
+            @staticmethod
+            def joint(e, p):
+                t = int(e.argmax(-1))
+                rows = [model.probs[t][int(last)] for last in p.argmax(-1)]
+                return torch.tensor(rows).log()
+
+        self.predictor, self.joiner = Pred(), Joiner()
+
+    def enc(self, T):
+        return torch.eye(T)[None], torch.tensor([T])
+
+
+def test_beam_beats_greedy_where_the_greedy_path_is_a_trap():
+    # frame 0: 'a' (0.4) is the best symbol, but after it frame 1 is flat; 'b' (0.35) is followed by a sure
+    # blank. P(seq = b) = 0.35 * 0.9 + 0.25 * 0.1 = 0.34 > P(seq = a) = 0.4 * 0.34 + 0.25 * 0.1 = 0.161
+    probs = [{0: [0.25, 0.4, 0.35]},
+             {0: [0.8, 0.1, 0.1], 1: [0.34, 0.33, 0.33], 2: [0.9, 0.05, 0.05]}]
+    m = _TableTransducer(probs)
+    enc, lens = m.enc(2)
+    assert greedy_search(m, enc, lens, max_symbols_per_frame=1) == [[1]]
+    assert modified_beam_search(m, enc, lens, beam=1) == [[1]]
+    assert modified_beam_search(m, enc, lens, beam=4) == [[2]]
+
+
+def test_beam_emits_several_symbols_on_one_frame():
+    # one frame that holds two symbols: a then b then blank
+    probs = [{0: [0.05, 0.9, 0.05], 1: [0.05, 0.05, 0.9], 2: [0.9, 0.05, 0.05]}]
+    m = _TableTransducer(probs)
+    enc, lens = m.enc(1)
+    assert greedy_search(m, enc, lens, max_symbols_per_frame=3) == [[1, 2]]
+    assert modified_beam_search(m, enc, lens, beam=4, max_symbols_per_frame=1) == [[1]]
+    assert modified_beam_search(m, enc, lens, beam=4, max_symbols_per_frame=3) == [[1, 2]]
+    with pytest.raises(ValueError, match="max_symbols_per_frame"):
+        modified_beam_search(m, enc, lens, beam=4, max_symbols_per_frame=0)
+
+
 def test_loss_matches_reference_and_training_reduces_it():
     m = _model()
     m.train()

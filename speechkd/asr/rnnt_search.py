@@ -1,4 +1,4 @@
-"""Transducer search: greedy (≤ N symbols per frame), modified beam search, and streaming greedy decoding.
+"""Transducer search: greedy and beam search (both ≤ N symbols per frame), and streaming greedy decoding.
 
 All functions take a :class:`speechkd.models.transducer.TransducerModel` (anything with ``encoder``,
 ``predictor.step``, ``joiner.enc_proj/pred_proj/joint`` and ``blank_id``).
@@ -7,7 +7,7 @@ Example::
 
     >>> enc, enc_lengths = model.encode(feats, feat_lengths)            # (B, T', D), (B,)
     >>> hyps = greedy_search(model, enc, enc_lengths, max_symbols_per_frame=3)   # list of id lists
-    >>> hyps = modified_beam_search(model, enc, enc_lengths, beam=4)
+    >>> hyps = modified_beam_search(model, enc, enc_lengths, beam=4, max_symbols_per_frame=3)
     >>> dec = StreamingGreedyDecoder(model)                              # one utterance, (1, n, 80) pieces
     >>> for piece in pieces: dec.accept(piece)
     >>> tokens = dec.finalize()
@@ -19,6 +19,7 @@ output equals :func:`greedy_search` on the full utterance with the same chunking
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -69,14 +70,27 @@ def greedy_search(model, enc: Tensor, enc_lengths: Tensor, max_symbols_per_frame
     return hyps
 
 
-@torch.no_grad()
-def modified_beam_search(model, enc: Tensor, enc_lengths: Tensor, beam: int = 4) -> List[List[int]]:
-    """Beam search with at most one symbol per frame per hypothesis (the "modified" search).
+def _logaddexp(a: float, b: float) -> float:
+    m = max(a, b)
+    return m + math.log1p(math.exp(-abs(a - b)))
 
-    At every frame each of the ``beam`` hypotheses is extended by blank (prefix unchanged) or by one
-    label; the best ``beam`` of all extensions survive, and hypotheses with the same token sequence are
-    merged by adding their probabilities. Returns the best hypothesis per utterance.
+
+@torch.no_grad()
+def modified_beam_search(model, enc: Tensor, enc_lengths: Tensor, beam: int = 4,
+                         max_symbols_per_frame: int = 1) -> List[List[int]]:
+    """Frame-synchronous beam search with at most ``max_symbols_per_frame`` symbols per frame.
+
+    At frame t the hypotheses that are still on t (at first: all) are extended by blank, which finishes
+    the frame, or by one label, which stays on t and may emit again; after ``max_symbols_per_frame``
+    labels a hypothesis leaves the frame without a blank, as greedy search does. In every round the best
+    ``beam`` of the finished and the still-emitting extensions survive together; hypotheses with the same
+    token sequence and the same position are merged by adding their probabilities. With
+    ``max_symbols_per_frame=1`` this is the "modified" beam search (a label also moves to the next frame),
+    and ``beam=1`` gives exactly :func:`greedy_search` with the same ``max_symbols_per_frame``.
+    Returns the best hypothesis (token ids) per utterance.
     """
+    if beam < 1 or max_symbols_per_frame < 1:
+        raise ValueError(f"beam ({beam}) and max_symbols_per_frame ({max_symbols_per_frame}) must be >= 1")
     dev = enc.device
     enc_p = model.joiner.enc_proj(enc)
     results = []
@@ -85,29 +99,43 @@ def modified_beam_search(model, enc: Tensor, enc_lengths: Tensor, beam: int = 4)
         # hyp: tokens tuple -> (log prob, pred_p (1, J), lstm_state)
         hyps = {(): (0.0, start.pred_p, start.lstm_state)}
         for t in range(int(enc_lengths[b])):
-            keys = list(hyps)
-            scores = torch.tensor([hyps[k][0] for k in keys], device=dev)
-            pred_p = torch.cat([hyps[k][1] for k in keys], dim=0)                   # (H, J)
-            logp = torch.log_softmax(model.joiner.joint(enc_p[b, t: t + 1], pred_p), dim=-1)   # (H, V)
-            total = (scores[:, None] + logp).reshape(-1)
-            top = torch.topk(total, min(beam, total.numel()))
-            V = logp.shape[1]
-            new: dict = {}
-            for score, flat in zip(top.values.tolist(), top.indices.tolist()):
-                h, k = divmod(flat, V)
-                prefix = keys[h]
-                if k == model.blank_id:
-                    key, pp, ls = prefix, hyps[prefix][1], hyps[prefix][2]
-                else:
-                    key = prefix + (k,)
-                    out, ls = model.predictor.step(torch.tensor([k], device=dev), hyps[prefix][2])
-                    pp = model.joiner.pred_proj(out)
-                if key in new:
-                    old = new[key]
-                    new[key] = (float(torch.logaddexp(torch.tensor(old[0]), torch.tensor(score))), old[1], old[2])
-                else:
-                    new[key] = (score, pp, ls)
-            hyps = new
+            active, done = hyps, {}          # still emitting on frame t / finished frame t
+            for _ in range(max_symbols_per_frame):
+                keys = list(active)
+                scores = torch.tensor([active[k][0] for k in keys], device=dev)
+                pred_p = torch.cat([active[k][1] for k in keys], dim=0)                   # (H, J)
+                logp = torch.log_softmax(model.joiner.joint(enc_p[b, t: t + 1], pred_p), dim=-1)   # (H, V)
+                V = logp.shape[1]
+                total = (scores[:, None] + logp).reshape(-1)
+                # candidates of this round, and the hypotheses that already finished the frame
+                cand = [(s, "done", k) for k, s in ((k, v[0]) for k, v in done.items())]
+                top = torch.topk(total, min(beam, total.numel()))
+                cand += [(s, "new", f) for s, f in zip(top.values.tolist(), top.indices.tolist())]
+                cand.sort(key=lambda c: -c[0])
+                new_done, new_active = {}, {}
+                for score, kind, item in cand[:beam]:
+                    if kind == "done":
+                        new_done[item] = done[item]
+                        continue
+                    h, k = divmod(item, V)
+                    prefix = keys[h]
+                    if k == model.blank_id:
+                        target, key, pp, ls = new_done, prefix, active[prefix][1], active[prefix][2]
+                    else:
+                        key = prefix + (k,)
+                        out, ls = model.predictor.step(torch.tensor([k], device=dev), active[prefix][2])
+                        target, pp = new_active, model.joiner.pred_proj(out)
+                    if key in target:
+                        old = target[key]
+                        target[key] = (_logaddexp(old[0], score), old[1], old[2])
+                    else:
+                        target[key] = (score, pp, ls)
+                done, active = new_done, new_active
+                if not active:
+                    break
+            for key, v in active.items():     # out of symbols on this frame: leave it without a blank
+                done[key] = (_logaddexp(done[key][0], v[0]), done[key][1], done[key][2]) if key in done else v
+            hyps = done
         best = max(hyps.items(), key=lambda kv: kv[1][0])[0]
         results.append(list(best))
     return results

@@ -42,7 +42,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output decode dir")
     p.add_argument("--search", default="greedy", choices=["greedy", "beam"])
     p.add_argument("--beam", type=int, default=4, help="beam width of --search beam")
-    p.add_argument("--max-symbols", type=int, default=3, help="greedy: symbols per frame at most")
+    p.add_argument("--max-symbols", type=int, default=3, help="symbols per frame at most (greedy and beam search)")
     p.add_argument("--piece-ms", type=int, default=320,
                    help="streaming: Fbank fed in pieces of this many ms (0 = whole utterance at once)")
     p.add_argument("--no-progress", action="store_true")
@@ -88,7 +88,7 @@ def decode_utterance(model, feats, search: str = "greedy", beam: int = 4, max_sy
         enc, lens = model.encode(x, torch.tensor([x.shape[1]]))
         if search == "greedy":
             return greedy_search(model, enc, lens, max_symbols)[0]
-        return modified_beam_search(model, enc, lens, beam)[0]
+        return modified_beam_search(model, enc, lens, beam, max_symbols)[0]
     if search == "greedy":
         dec = StreamingGreedyDecoder(model, max_symbols)
         for s in range(0, x.shape[1], piece_frames):
@@ -100,7 +100,7 @@ def decode_utterance(model, feats, search: str = "greedy", beam: int = 4, max_sy
         outs.append(o)
     o, state = model.encoder.streaming_forward(None, state, final=True)
     enc = torch.cat(outs + [o], dim=1)
-    return modified_beam_search(model, enc, torch.tensor([enc.shape[1]]), beam)[0]
+    return modified_beam_search(model, enc, torch.tensor([enc.shape[1]]), beam, max_symbols)[0]
 
 
 def params_summary(models: dict) -> dict:
@@ -180,7 +180,7 @@ def _main(argv=None):
         {lang: loaded[None][0] for lang in (sorted(set(u2l.values())) or ["all"])}
     atomic_write_text(out / "params.json", json.dumps(params_summary(models), indent=1) + "\n")
     save_config({"ckpt": {str(k): str(v) for k, v in ckpts.items()}, "data": str(data), "search": args.search,
-                 "beam": args.beam if args.search == "beam" else 1, "piece_ms": args.piece_ms,
+                 "beam": args.beam if args.search == "beam" else 1, "max_symbols": args.max_symbols, "piece_ms": args.piece_ms,
                  "streaming": piece > 0, "utts": len(text), "audio_s": round(audio, 2),
                  "wall_s": round(wall, 2), "rtf": round(wall / max(audio, 1e-9), 4)}, out / "decode.yaml")
     log.info("%d utterances, %.1f s of audio in %.1f s (RTF %.3f) -> %s", len(text), audio, wall,
