@@ -9,7 +9,8 @@ import torch
 
 from speechkd.distill import pad_train as pt
 from speechkd.train import intent as it
-from speechkd.distill.pad import PADLoss, normalise_prior, uniform_prior, weighted_alignment_loss
+from speechkd.distill.pad import (PADLoss, normalise_prior, normalise_targets, target_statistics, uniform_prior,
+                                 weighted_alignment_loss)
 from speechkd.models.checkpoint import load_checkpoint, save_checkpoint
 from speechkd.models.ssl import SSLModel
 from speechkd.utils.errors import ConfigError, DataError
@@ -117,6 +118,45 @@ def _table_for(lengths, dim_text=6):
     return table
 
 
+def _best_constant_cosine_loss(targets):
+    """1 - mean cos of the best constant prediction (the sum of the targets' unit vectors)."""
+    z = torch.nn.functional.normalize(targets, dim=-1)
+    c = z.sum(0, keepdim=True)
+    return float((1 - torch.nn.functional.cosine_similarity(c.expand_as(targets), targets, dim=-1)).mean())
+
+
+def test_normalised_targets_leave_no_constant_optimum():
+    # nearly collinear targets, as the mini text model's utterance states (mean pairwise cosine 0.85)
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(16, generator=g) * 3
+    t = base + torch.randn(300, 16, generator=g)
+    assert _best_constant_cosine_loss(t) < 0.1            # one constant output is near the cosine optimum
+    mean, std = target_statistics([t[:100], t[100:]])
+    torch.testing.assert_close(mean, t.mean(0))
+    for mode in ("center", "standardize"):
+        z = normalise_targets(t, mean, std, mode)
+        assert _best_constant_cosine_loss(z) > 0.8, mode   # around the mean a constant output scores ~0
+    torch.testing.assert_close(normalise_targets(t, mean, std, "standardize").std(0, unbiased=False),
+                               torch.ones(16), atol=1e-4, rtol=0)
+    assert normalise_targets(t, mean, std, "none") is t
+    with pytest.raises(ValueError, match="normalisation"):
+        normalise_targets(t, mean, std, "whiten")
+
+
+def test_unit_tables_normalised_with_the_training_statistics():
+    train, valid = _table_for([40, 30, 20]), _table_for([30])
+    raw_train = {u: {g: r["text"][g].clone() for g in r["text"]} for u, r in train.items()}
+    raw_valid = valid["u0"]["text"]["word"].clone()
+    summary = pt.normalise_unit_tables(train, [valid], ["utterance", "word"], "center")
+    assert set(summary) == {"utterance", "word"} and -1.0 <= summary["word"]["cos_after"] <= 1.0
+    word_mean = torch.cat([raw_train[u]["word"] for u in raw_train]).mean(0)
+    torch.testing.assert_close(valid["u0"]["text"]["word"], raw_valid - word_mean)   # train mean, not valid's
+    torch.testing.assert_close(torch.cat([r["text"]["word"] for r in train.values()]).mean(0),
+                               torch.zeros(6), atol=1e-6, rtol=0)
+    with pytest.raises(ConfigError, match="target_norm"):
+        pt.normalise_unit_tables(train, [], ["word"], "whiten")
+
+
 def test_pad_task_forward_backward():
     torch.manual_seed(0)
     model = SSLModel(dict(TINY))
@@ -216,6 +256,8 @@ def test_distil_finetune_evaluate_tiny(tmp_path):
     assert all(torch.equal(model.encoder.state_dict()[k], v) for k, v in enc.items())   # encoder frozen
     res = it.evaluate_intent(mdir, tmp_path / "test", tmp_path / "intent" / "decode_test")
     assert res["n"] == 6 and 0.0 <= res["accuracy"] <= 100.0
+    hyps = dict(line.split() for line in (tmp_path / "intent" / "decode_test" / "hyp").read_text().splitlines())
+    assert res["distinct_predictions"] == len(set(hyps.values())) and res["distinct_references"] == 3
     score = json.loads((tmp_path / "intent" / "decode_test" / "score.json").read_text())
     assert score["units"]["intent"]["Corr"] == pytest.approx(res["accuracy"], abs=1e-3)
     hyp = (tmp_path / "intent" / "decode_test" / "hyp").read_text().split("\n")

@@ -160,6 +160,36 @@ def duration_prior(durations: Sequence[float]) -> torch.Tensor:
     return normalise_prior(torch.tensor(list(durations), dtype=torch.float32))
 
 
+# -------------------------------------------------------------------------- target normalisation
+TARGET_NORMS = ("none", "center", "standardize")
+
+
+def target_statistics(targets: Iterable[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Mean and per-dimension standard deviation (D,) of all rows of the (U_b, D) target tensors."""
+    rows = torch.cat([t.float().reshape(-1, t.shape[-1]) for t in targets if t.numel()])
+    return rows.mean(0), rows.std(0, unbiased=False)
+
+
+def normalise_targets(t: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, mode: str) -> torch.Tensor:
+    """Text targets (U, D) made comparable across units: ``center`` subtracts the training-set mean,
+    ``standardize`` also divides each dimension by its training-set std (floored at 1e-6 of the largest),
+    ``none`` leaves them as they are.
+
+    Why: a text model's pooled states can be nearly collinear (the mini text model's utterance
+    targets have mean pairwise cosine 0.85), so one constant speech embedding already sits near the
+    cosine/MSE optimum and distillation collapses onto it. Around the mean the targets differ, and a
+    constant output scores cosine 0 (loss 1) instead of ~0.9.
+    """
+    if mode not in TARGET_NORMS:
+        raise ValueError(f"unknown target normalisation {mode!r}; choose from {TARGET_NORMS}")
+    if mode == "none":
+        return t
+    out = t.float() - mean
+    if mode == "standardize":
+        out = out / std.clamp_min(1e-6 * float(std.max().clamp_min(1e-12)))
+    return out.to(t.dtype)
+
+
 # ----------------------------------------------------------------------------------------- metrics
 def unit_distance(x: torch.Tensor, y: torch.Tensor, metric: str, temperature: float = 0.1) -> torch.Tensor:
     """Per-unit distance between matched rows of x (M, D) and y (M, D) → (M,).

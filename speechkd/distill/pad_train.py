@@ -17,7 +17,10 @@ Without ``words.ctm`` (real corpora; ``units.ctm_fallback: chars``) the words ar
 their letters. Fbank (``feats.scp`` + CMVN) and waveform-CNN (``wav.scp``) front-ends both work; the
 encoder frame rate is taken from the model (50 Hz for the mini Fbank front-end). Each unit gets a prior weight
 (``prior.<granularity>``: ``frequency`` = inverse training-set frequency of the unit label, ``duration``,
-``uniform``). Per step::
+``uniform``). The text targets of each granularity are then standardised with the training set's mean and
+per-dimension std (``pad.target_norm``: ``standardize`` | ``center`` | ``none``): a text model's pooled
+states can be nearly collinear, and then a single constant speech output is close to the cosine/MSE optimum
+(every cosine/MSE row of the first mini table collapsed onto one intent). Per step::
 
     out = speech_model(x, lengths)                                   # SSLOutput
     h = out.hidden_states[speech_layer]                              # (B, T', D)
@@ -55,8 +58,9 @@ from ..train.trainer import OPTIM_DEFAULTS, TRAIN_DEFAULTS, Trainer, seed_everyt
 from ..utils.config import merge, save_config
 from ..utils.errors import ConfigError, DataError
 from ..utils.fileio import atomic_write_text
-from .pad import (PADLoss, duration_prior, frame_spans_from_ctm, frequency_prior, mean_pool,
-                  normalise_prior, split_span, uniform_prior, units_from_spans)
+from .pad import (TARGET_NORMS, PADLoss, duration_prior, frame_spans_from_ctm, frequency_prior, mean_pool,
+                  normalise_prior, normalise_targets, split_span, target_statistics, uniform_prior,
+                  units_from_spans)
 
 log = logging.getLogger("speechkd")
 
@@ -71,6 +75,7 @@ PAD_DEFAULTS: Dict = {
         "combine": "uncertainty",        # uncertainty (adaptive) | fixed
         "fixed_weights": None,           # with combine=fixed: one weight per granularity (default 1 each)
         "temperature": 0.1,              # InfoNCE τ
+        "target_norm": "standardize",    # none | center | standardize: text targets around their train mean
         "speech_layer": -1,              # hidden-state index of the speech model (HF convention)
         "text_layer": -1,                # hidden-state index of the text model
     },
@@ -264,6 +269,38 @@ def build_unit_table(data_dir, text_model, granularities: Sequence[str], frame_r
     return table
 
 
+def normalise_unit_tables(train_table: Dict[str, dict], other_tables: Sequence[Dict[str, dict]],
+                          granularities: Sequence[str], mode: str) -> Dict[str, Dict[str, float]]:
+    """Normalise every table's text targets in place with the training table's statistics per granularity
+    (:func:`~speechkd.distill.pad.normalise_targets`); returns a summary per granularity: mean pairwise
+    cosine of (at most 512) training targets before and after, and the mean's norm."""
+    if mode not in TARGET_NORMS:
+        raise ConfigError(f"pad.target_norm: unknown '{mode}' (choose from {', '.join(TARGET_NORMS)})")
+    summary = {}
+    for g in granularities:
+        rows = [r["text"][g] for r in train_table.values()]
+        if not any(t.numel() for t in rows):
+            continue
+        mean, std = target_statistics(rows)
+        before = _mean_pairwise_cosine(rows)
+        for table in (train_table, *other_tables):
+            for r in table.values():
+                r["text"][g] = normalise_targets(r["text"][g], mean, std, mode)
+        summary[g] = {"cos_before": round(before, 3), "cos_after": round(_mean_pairwise_cosine(
+            [r["text"][g] for r in train_table.values()]), 3), "mean_norm": round(float(mean.norm()), 3)}
+    return summary
+
+
+def _mean_pairwise_cosine(rows: Sequence[Tensor], limit: int = 512) -> float:
+    x = torch.cat([t.float().reshape(-1, t.shape[-1]) for t in rows if t.numel()])[:limit]
+    x = torch.nn.functional.normalize(x, dim=-1)
+    n = x.shape[0]
+    if n < 2:
+        return 1.0
+    sim = x @ x.t()
+    return float((sim.sum() - sim.diagonal().sum()) / (n * (n - 1)))
+
+
 # ====================================================================================== distillation
 class PADTask(nn.Module):
     """Speech model + :class:`PADLoss`; ``forward(batch) -> (loss, logs)`` using the unit table."""
@@ -349,6 +386,10 @@ def distill_pad(cfg: dict, train_data, init, text_model, exp_dir, valid_data=Non
         vtable = build_unit_table(valid_data, (tok, tmodel), grans, frame_rate, model.output_lengths,
                                   cfg["units"], cfg["prior"], int(pcfg["text_layer"]),
                                   dict(zip(valid_ds.utts, valid_ds.lengths)))
+    norm = normalise_unit_tables(table, [vtable], grans, str(pcfg["target_norm"]))
+    if pcfg["target_norm"] != "none":
+        log.info("text targets %s with the training mean/std: mean pairwise cosine %s", pcfg["target_norm"],
+                 ", ".join(f"{g} {v['cos_before']} -> {v['cos_after']}" for g, v in norm.items()))
     loss_fn = PADLoss(model.cfg.d_model, tmodel.config.hidden_size, grans, pcfg["metric"], pcfg["combine"],
                       pcfg.get("fixed_weights"), float(pcfg["temperature"]))
     task = PADTask(model, loss_fn, {**vtable, **table}, int(pcfg["speech_layer"]), bool(cfg["model"]["mask"]))

@@ -191,7 +191,12 @@ def evaluate_intent(model_dir, data_dir, out_dir, batch_seconds: float = 60.0) -
             f.writelines(f"{u} {table[u]}\n" for u in sorted(table))
     acc = 100.0 * st["corr"] / max(st["snt"], 1)
     res = {"accuracy": acc, "n": st["snt"], "correct": st["corr"],
-           "unseen_intents": sorted(set(refs.values()) - set(model.intents))}
+           "unseen_intents": sorted(set(refs.values()) - set(model.intents)),
+           # a collapsed encoder (one output for every utterance) predicts one intent for everything
+           "distinct_predictions": len(set(hyps.values())), "distinct_references": len(set(refs.values()))}
+    if len(refs) > 1 and res["distinct_predictions"] == 1 < res["distinct_references"]:
+        log.warning("%s: one intent ('%s') predicted for all %d utterances: the encoder has likely collapsed",
+                    out, next(iter(hyps.values())), len(hyps))
     atomic_write_text(out / "accuracy.json", json.dumps(res, indent=1) + "\n")
     es = ErrorStats(**st)
     score = {"name": str(out), "ref": str(Path(data_dir) / "utt2intent"), "hyp": str(out / "hyp"),
