@@ -18,7 +18,9 @@ Loss: ``F.ctc_loss`` (blank 0, mean over target tokens, ``zero_infinity``). Vali
 and the greedy token error rate ``ter`` (%). Encoder masking (SpecAugment-style) comes from the encoder
 config (``model.encoder.mask_time_prob`` ...) and is on in training only. ``model.freeze_frontend``
 keeps the front-end fixed; ``finetune.freeze_encoder_steps`` trains only the CTC head for the first N steps;
-``finetune.reinit_top_layers`` gives the top N layers of an initialised encoder fresh random weights.
+``finetune.reinit_top_layers`` gives the top N layers of an initialised encoder fresh random weights;
+``finetune.init_weights: false`` takes only the architecture from ``init`` and starts from random weights
+(the from-scratch row of a table, same architecture as the model it is compared with).
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ FINETUNE_DEFAULTS: Dict = {
               # encoder: used from scratch; with --init only these keys' overrides apply (masking, dropout)
               "encoder": SSLConfig.from_dict({**MINI_SSL, "mask_time_prob": 0.05}).to_dict()},
     "finetune": {"freeze_encoder_steps": 0, "reinit_top_layers": 0,
+                 "init_weights": True,   # false: --init gives only the architecture (a from-scratch baseline)
                  "init_overrides": ["mask_time_prob", "mask_time_length", "mask_channel_prob",
                                     "mask_channel_length", "dropout", "attention_dropout",
                                     "activation_dropout", "proj_dropout", "layerdrop"]},
@@ -156,6 +159,9 @@ def build_ctc_model(cfg: dict, vocab_size: int, init=None) -> CTCModel:
     enc["num_labels"] = 0
     model = CTCModel(SSLConfig.from_dict(enc), vocab_size, bool(mcfg.get("freeze_frontend", False)),
                      float(mcfg.get("final_dropout", 0.0)))
+    if state is not None and not cfg["finetune"].get("init_weights", True):
+        log.info("architecture of %s, random weights (finetune.init_weights: false)", init)
+        state = None
     if state is not None:
         missing, unexpected = model.load_state_dict(state, strict=False)
         bad = [k for k in missing if not k.startswith("head.")] + list(unexpected)
