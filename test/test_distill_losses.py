@@ -109,5 +109,8 @@ def test_type1_head_matches_hubert_head():
     # an identical student has zero discriminative loss; a perturbed one has a positive loss
     assert kl_div_loss(teacher_logits, head(x, hh.label_embs)).item() == pytest.approx(0.0, abs=1e-5)
     assert kl_div_loss(teacher_logits, head(x + torch.randn_like(x), hh.label_embs)).item() > 1e-3
+    fresh = DiscriminativeHead.from_hubert_head(hh, 6, copy_proj=False)   # same width, random proj
+    assert not torch.equal(fresh.proj.weight, hh.final_proj.weight)
+    assert kl_div_loss(teacher_logits, fresh(x, hh.label_embs)).item() > 1e-2
     thin = DiscriminativeHead.from_hubert_head(hh, 3)                      # different width: fresh proj
     assert thin(torch.randn(1, 2, 3), hh.label_embs).shape == (1, 2, 9) and thin.tau == 0.1

@@ -126,8 +126,13 @@ def test_task_loss_matches_hand_computation(teacher_dir, data_with_feats):
         kl = kl_div_loss(t_log, s_log, t_out.padding_mask)
     assert torch.allclose(loss, reg + 0.5 * kl, atol=1e-5)
     assert set(logs) >= {"l1/2", "l1/4", "cos/2", "cos/4", "kl", "loss"}
-    # type1 head starts from the teacher's final_proj (same width teacher/student)
-    assert torch.equal(task.loss.disc_head.proj.weight, teacher.head.final_proj.weight)
+    # the type1 head starts random by default; loss.disc_head_init=teacher copies the teacher's final_proj
+    assert not torch.equal(task.loss.disc_head.proj.weight, teacher.head.final_proj.weight)
+    copied = DistillTask(teacher, build_student_from_config(teacher, cfg["student"]),
+                         merge(cfg, {"loss": {"disc_head_init": "teacher"}}))
+    assert torch.equal(copied.loss.disc_head.proj.weight, teacher.head.final_proj.weight)
+    with pytest.raises(ConfigError, match="disc_head_init"):
+        DistillTask(teacher, student, merge(cfg, {"loss": {"disc_head_init": "copy"}}))
     # the teacher is not part of the module tree (not trained, not saved)
     assert not any(k.startswith("_teacher") for k in task.state_dict())
 

@@ -179,13 +179,19 @@ class DiscriminativeHead(nn.Module):
         self.proj = nn.Linear(student_dim, final_dim if kind == "type1" else num_labels)
 
     @classmethod
-    def from_hubert_head(cls, hubert_head: nn.Module, student_dim: int) -> "DiscriminativeHead":
-        """A type1 head with the teacher's τ; its projection starts as a copy of the teacher's
-        ``final_proj`` when ``student_dim`` equals the teacher width (e.g. layer-jumped students)."""
+    def from_hubert_head(cls, hubert_head: nn.Module, student_dim: int,
+                         copy_proj: bool = True) -> "DiscriminativeHead":
+        """A type1 head with the teacher's τ; with ``copy_proj`` its projection starts as a copy of the
+        teacher's ``final_proj`` when ``student_dim`` equals the teacher width (e.g. layer-jumped students),
+        otherwise it starts random.
+
+        A copied projection on a student whose top layer is a copy of the teacher's makes the KL nearly
+        zero from the first update (mini hubert_kd: 0.024 -> 0.002), so the loss carries little signal;
+        a random one has to learn the codebook distribution from the student's own top layer."""
         fp = hubert_head.final_proj
         head = cls(student_dim, fp.out_features, hubert_head.label_embs.shape[0], "type1",
                    hubert_head.logit_temp)
-        if fp.in_features == student_dim:
+        if copy_proj and fp.in_features == student_dim:
             head.proj.load_state_dict(fp.state_dict())
         return head
 

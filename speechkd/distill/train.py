@@ -32,7 +32,10 @@ Config sections (every key overridable as ``--section.key value``):
     ``w_rec`` (L1), ``w_cos`` (−log σ(cos)), ``w_disc`` (KL(teacher || student) over the teacher's
     HuBERT codebook; needs a teacher with a HubertHead), ``disc_kind`` ``type1`` (student projected
     into the teacher's ``final_proj`` space, cos with the frozen label embeddings / τ) | ``type2``
-    (linear logits), ``tau`` (null = the teacher's ``logit_temp``).
+    (linear logits), ``tau`` (null = the teacher's ``logit_temp``), ``disc_head_init`` ``random`` (the
+    type1 projection starts random and learns the codebook distribution from the student's top layer) |
+    ``teacher`` (a copy of the teacher's ``final_proj`` where the widths match: with a layer-jumped top
+    layer the KL is then ~0 from the start and carries little signal).
 ``spec_augment``
     ``enabled``, ``freq_masks``, ``freq_width``, ``time_masks``, ``time_width``: SpecAugment on the
     student's Fbank input in training (the teacher always sees clean input).
@@ -79,7 +82,8 @@ DISTILL_DEFAULTS: Dict = {
                 "freeze_frontend": False, "head": "expand_last", "keep_teacher_head": False,
                 "overrides": {}},
     "distill": {"stage": "full", "target_layers": None, "n_targets": 4},
-    "loss": {"w_rec": 1.0, "w_cos": 1.0, "w_disc": 0.0, "disc_kind": "type1", "tau": None},
+    "loss": {"w_rec": 1.0, "w_cos": 1.0, "w_disc": 0.0, "disc_kind": "type1", "tau": None,
+             "disc_head_init": "random"},
     "spec_augment": {"enabled": False, "freq_masks": 2, "freq_width": 10, "time_masks": 2, "time_width": 20},
     "data": dict(DATA_DEFAULTS),
     "optim": dict(OPTIM_DEFAULTS, lr=5e-4, warmup_steps=100),
@@ -121,8 +125,12 @@ class DistillTask(nn.Module):
                                 student.cfg.d_model, head.final_proj.out_features if head is not None else None,
                                 head.label_embs.shape[0] if head is not None else None,
                                 lcfg.get("disc_kind", "type1"), tau, layer_names=layers)
+        head_init = lcfg.get("disc_head_init", "random")
+        if head_init not in ("random", "teacher"):
+            raise ConfigError(f"loss.disc_head_init must be random or teacher, got '{head_init}'")
         if w_disc > 0 and lcfg.get("disc_kind", "type1") == "type1":
-            self.loss.disc_head = DiscriminativeHead.from_hubert_head(head, student.cfg.d_model)
+            self.loss.disc_head = DiscriminativeHead.from_hubert_head(head, student.cfg.d_model,
+                                                                      copy_proj=head_init == "teacher")
             self.loss.disc_head.tau = tau
         self.spec_cfg = cfg.get("spec_augment") or {}
         if self.stage == "frontend":
