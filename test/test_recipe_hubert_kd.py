@@ -11,31 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from recipe_runner import assert_rescored
+from speechkd.utils.config import load_config
+
+from recipe_runner import assert_rescored, copy_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPE = ROOT / "egs" / "mini_espeak" / "hubert_kd"
-
-
-def _copy_recipe(dst: Path) -> Path:
-    return _copy_recipe_from(RECIPE, dst)
-
-
-def _copy_recipe_from(recipe: Path, dst: Path) -> Path:
-    """Copy a recipe folder; symlinks are recreated pointing at their absolute targets."""
-    def copy(src: Path, out: Path):
-        out.mkdir(parents=True, exist_ok=True)
-        for p in src.iterdir():
-            if p.name in ("data", "exp", "dump", "run.log") or p.name.startswith("RESULTS"):
-                continue
-            if p.is_symlink():
-                (out / p.name).symlink_to(p.resolve())
-            elif p.is_dir():
-                copy(p, out / p.name)
-            else:
-                shutil.copy2(p, out / p.name)
-    copy(recipe, dst)
-    return dst
 
 
 def _train_losses(log: Path, key: str = "loss"):
@@ -50,7 +30,7 @@ def _train_losses(log: Path, key: str = "loss"):
 @pytest.mark.skipif(shutil.which("espeak-ng") is None and not (ROOT / "tools" / "venv").exists(),
                     reason="needs espeak-ng")
 def test_hubert_kd_smoke(tmp_path, smoke_zoo):
-    rec = _copy_recipe(tmp_path / "hubert_kd")
+    rec = copy_recipe("mini_espeak/hubert_kd", tmp_path)
     env = dict(os.environ, SPEECHKD_ROOT=str(ROOT), cmd_backend="local", SPEECHKD_ZOO=str(smoke_zoo))
     cmd = ["bash", "run.sh", "--conf_tag", "smoke", "--students", "sw_disc fb_disc", "--seeds", "1",
            "--ft_sizes", "100 2"]
@@ -74,7 +54,11 @@ def test_hubert_kd_smoke(tmp_path, smoke_zoo):
     assert (rec / "exp/fb_disc/seed1/model/cmvn.npz").exists()
     # fine-tuned, decoded and scored: the CTC loss fell, and an independent scorer (jiwer) agrees with
     # every score.json (CER and WER, counts over the whole test set)
-    for d in ("exp/ft_teacher/seed1", "exp/sw_disc/seed1", "exp/fb_disc/seed1"):
+    # the from-scratch row: S&W's architecture (from sw_disc), random weights, its CNN trained too
+    scratch_log = (rec / "exp/scratch/seed1/ft100/train.log").read_text()
+    assert "random weights (finetune.init_weights: false)" in scratch_log
+    assert load_config(rec / "exp/scratch/seed1/ft100/config.yaml")["model"]["freeze_frontend"] is False
+    for d in ("exp/ft_teacher/seed1", "exp/sw_disc/seed1", "exp/fb_disc/seed1", "exp/scratch/seed1"):
         for size in ("100", "2"):
             errs = assert_rescored(rec / d / f"ft{size}/decode_test/score.json", rec)
             assert {"char", "word"} <= set(errs)
@@ -86,6 +70,10 @@ def test_hubert_kd_smoke(tmp_path, smoke_zoo):
         assert name in results
     assert "params (k)" in results and "RTF x1000" in results
     assert "D&T 8x100, CNN, L1+cos+L_disc: not run" in results
+    assert "from scratch (S&W 2x192 architecture, no distillation)" in results
+    # claims whose rows were not run are dropped with a note (so --strict passes), not decided
+    assert ("Claim 'L_disc helps (the paper: most at low resource)': not decided here "
+            "(row 'S&W 2x192, CNN, L1+cos' not run)") in results
 
 
 def test_librispeech_hubert_kd_stages_1_to_4_on_fake_tree(tmp_path):
@@ -100,7 +88,7 @@ def test_librispeech_hubert_kd_stages_1_to_4_on_fake_tree(tmp_path):
     HubertModel(HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                              conv_dim=(16, 16), conv_kernel=(10, 3), conv_stride=(5, 2),
                              num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2)).save_pretrained(hf)
-    rec = _copy_recipe_from(ROOT / "egs" / "librispeech" / "hubert_kd", tmp_path / "ls")
+    rec = copy_recipe("librispeech/hubert_kd", tmp_path)
     env = dict(os.environ, SPEECHKD_ROOT=str(ROOT), cmd_backend="local", HF_HUB_OFFLINE="1")
     p = subprocess.run(["bash", "run.sh", "--stop_stage", "4", "--nj", "2", "--src", str(tree["librispeech"]),
                         "--finetune_src", str(tree["finetune"]), "--teacher_ckpt", str(hf)],

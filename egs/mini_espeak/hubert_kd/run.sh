@@ -3,9 +3,10 @@
 # speech models for automatic speech recognition"): the zoo's English HuBERT teacher with a waveform-CNN
 # front-end (ssl_en_cnn, 8 x 192; egs/mini_espeak/ssl) is distilled into students of equal size but
 # different shape (shallow & wide: 2 x 192, layer-jumping init; deep & thin: 8 layers, width solved for the
-# same parameter count), with and without the discriminative loss (KL over HuBERT's codebook), and with the
-# CNN or an Fbank front-end (stage A: front-end only, L1 to the teacher's CNN+projection output; stage B:
-# the rest). Every model is then CTC fine-tuned (characters) on 100 % / 10 % / 2 % of the training set,
+# same parameter count, random init; so the shape is compared with S&W from random weights too, sw_rand),
+# with and without the discriminative loss (KL over HuBERT's codebook), and with the CNN or an Fbank
+# front-end (stage A: front-end only, L1 to the teacher's CNN+projection output; stage B: the rest), beside
+# a from-scratch row (S&W architecture, random weights, no distillation). Every model is then CTC fine-tuned (characters) on 100 % / 10 % / 2 % of the training set,
 # decoded, scored (CER/WER), and RESULTS.md reports CER per fine-tuning size, parameters and decoding
 # real-time factor.
 #
@@ -22,9 +23,11 @@ stage=1
 stop_stage=100
 nj=2                       # parallel jobs for synthesis and features
 conf_tag=default           # default | smoke
-students="sw sw_disc dt dt_disc fb_disc"   # see student_opts below (also: fb)
-key_students="sw sw_disc"  # the key comparison (with vs without L_disc): run with every seed in $seeds
-seeds="1 2"
+students="sw sw_disc sw_rand dt dt_disc fb_disc"   # see student_opts below (also: fb)
+scratch=true               # also a from-scratch row: the S&W architecture fine-tuned from random weights
+                           # (exp/scratch; everything trains, the CNN too; needs an S&W student)
+key_students="sw sw_disc sw_rand dt scratch"   # the rows the claims compare: run with every seed in $seeds
+seeds="1 2 3"
 ft_sizes="100 10 2"        # % of the training set labelled for CTC fine-tuning
 fb_freeze=true             # stage B keeps the distilled Fbank front-end frozen
 teacher=                   # teacher checkpoint dir (default: the zoo's ssl_en_cnn, steps/zoo_teacher.sh)
@@ -53,6 +56,7 @@ student_opts() {
   case $1 in
     sw)      echo "--student.n_layers $sw_layers --student.init jump --student.head expand_last" ;;
     sw_disc) echo "$(student_opts sw) --loss.w_disc 1.0" ;;
+    sw_rand) echo "--student.n_layers $sw_layers --student.init none --student.head expand_last" ;;  # D&T's init
     dt)      echo "--student.n_layers $dt_layers --student.match_layers $sw_layers --student.init none --student.head layerwise" ;;
     dt_disc) echo "$(student_opts dt) --loss.w_disc 1.0" ;;
     fb)      echo "$(student_opts sw) --student.frontend fbank --data.cmvn $cmvn" ;;
@@ -65,6 +69,17 @@ seeds_of() { case " $key_students " in *" $1 "*) echo "$seeds" ;; *) echo "${see
 model_dirs() {
   for seed in ${seeds%% *}; do echo "exp/ft_teacher/seed$seed:exp/teacher/model"; done
   for s in $students; do for seed in $(seeds_of "$s"); do echo "exp/$s/seed$seed:exp/$s/seed$seed/model"; done; done
+  local arch
+  arch=$(scratch_arch)
+  if [ -n "$arch" ]; then   # the S&W architecture (a student's first seed), random weights
+    for seed in $(seeds_of scratch); do echo "exp/scratch/seed$seed:exp/$arch/seed${seeds%% *}/model"; done
+  fi
+}
+# the S&W student whose architecture the from-scratch row takes (none: no from-scratch row)
+scratch_arch() {
+  [ "$scratch" = true ] || return 0
+  for s in sw sw_rand sw_disc; do case " $students " in *" $s "*) echo "$s"; return 0 ;; esac; done
+  log "no S&W student (sw, sw_rand or sw_disc) in --students: no from-scratch row" >&2
 }
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
@@ -123,11 +138,13 @@ distil() {  # <student> <seed>: (Fbank: stage A) + distillation -> exp/<student>
 finetune_decode() {  # <run dir> <init model> <size>: CTC fine-tuning, then decode + score the test set
   local dir=$1 init=$2 p=$3 seed=${1##*seed}
   if [ -f "$dir/ft$p/decode_test/score.json" ]; then log "stage 7: $dir/ft$p already scored, skipped"; return; fi
-  log "stage 7: CTC fine-tuning of $init on ft$p (seed $seed) -> $dir/ft$p"
+  local scratch_opts=()
+  case $dir in exp/scratch/*) scratch_opts=(--finetune.init_weights false --model.freeze_frontend false) ;; esac
+  log "stage 7: CTC fine-tuning of $init${scratch_opts[*]:+ (architecture only: from scratch)} on ft$p (seed $seed) -> $dir/ft$p"
   mkdir -p "$dir/ft$p"
   ${cuda_cmd} --gpu 1 "$dir/ft$p/train.log" \
     speechkd-finetune --config conf/finetune${sfx}.yaml --init "$init" --train-data data/train_ft$p \
-      --valid-data data/dev --token-dir data/token_char --exp "$dir/ft$p" --train.seed "$seed"
+      --valid-data data/dev --token-dir data/token_char --exp "$dir/ft$p" --train.seed "$seed" "${scratch_opts[@]}"
   log "stage 8: decode + score test ($dir/ft$p; one job, so decode.yaml holds the real-time factor)"
   steps/decode_score.sh --nj 1 --cmd "$decode_cmd" --units word,char "$dir/ft$p/model" data/test \
     "$dir/ft$p/decode_test" > "$dir/ft$p/decode_score.log"

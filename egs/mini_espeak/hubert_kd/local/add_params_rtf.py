@@ -12,7 +12,8 @@ of the fine-tuned model's encoder = the SSL teacher/student, CTC head excluded, 
 of compute per second of audio, over the run's ``ft*/decode_test/decode.yaml``; one-job decoding on
 this machine's CPU, Fbank models reading precomputed features). The output spec keeps only the rows
 that were run and finished (the others become notes; unfinished seeds of a row are left out with a
-note), only the score columns of the sizes given, and adds the ``params (k)`` and ``RTF x1000`` columns
+note), only the score columns of the sizes given, only the claims whose rows were run (restricted to those
+columns), and adds the ``params (k)`` and ``RTF x1000`` columns
 read from ``summary.json``; the notes also get the teacher's validation accuracy and per-layer spread.
 """
 import argparse
@@ -76,6 +77,28 @@ def teacher_notes(teacher="exp/teacher", data="data/dev") -> list:
     return notes
 
 
+def fit_claims(claims, rows, columns):
+    """The claims whose rows were run, restricted to the columns present; ``(kept, [(name, why), ...])``."""
+    kept, dropped = [], []
+    for c in claims:
+        names = [c[k] for k in ("better", "worse", "row") if k in c]
+        missing = [n for n in names if n not in rows]
+        if missing:
+            dropped.append((c["name"], f"row '{missing[0]}' not run"))
+            continue
+        if "columns" in c:
+            cols = [x for x in c["columns"] if x in columns]
+            if not cols:
+                dropped.append((c["name"], "none of its columns in this run"))
+                continue
+            c = dict(c, columns=cols)
+        elif "column" in c and c["column"] not in columns:
+            dropped.append((c["name"], f"column '{c['column']}' not in this run"))
+            continue
+        kept.append(c)
+    return kept, dropped
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--spec", required=True)
@@ -107,6 +130,9 @@ def main(argv=None):
         for r in done:
             summarise_run(Path(r), sizes)
     spec["rows"] = rows
+    spec["claims"], dropped = fit_claims(spec.get("claims") or [], {r["name"] for r in rows},
+                                         {c["name"] for c in spec["columns"]})
+    notes += [f"Claim '{name}': not decided here ({why})." for name, why in dropped]
     notes += teacher_notes() if Path("exp/teacher").exists() else []
     spec["notes"] = list(spec.get("notes") or []) + notes + [
         "params (k): thousands of parameters of the SSL encoder (CTC head excluded). RTF x1000: milliseconds "
