@@ -5,26 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
-
-from recipe_runner import assert_rescored
+from recipe_runner import assert_rescored, copy_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _copy_recipe(src: Path, dst: Path) -> Path:
-    """Copy a recipe folder, recreating its symlinks against the repository (absolute targets)."""
-    shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns("data", "dump", "exp", "RESULTS*.md",
-                                                                          "run.log"))
-    for p in [dst, *dst.rglob("*")]:
-        if p.is_symlink():
-            target = (src / p.relative_to(dst)).resolve()
-            p.unlink()
-            p.symlink_to(target)
-    return dst
 
 
 def _env(**extra):
@@ -45,8 +31,7 @@ def _losses(train_log: Path, key: str):
 
 
 def test_mini_espeak_distill_l2s_smoke(tmp_path, smoke_zoo):
-    d = _copy_recipe(ROOT / "egs" / "mini_espeak" / "distill_l2s", tmp_path / "distill_l2s")
-    shutil.copytree(ROOT / "egs" / "mini_espeak" / "conf", tmp_path / "conf")   # ../conf/corpus_smoke.yaml
+    d = copy_recipe("mini_espeak/distill_l2s", tmp_path)
     _run(["./run.sh", "--conf_tag", "smoke"], d, timeout=900, SPEECHKD_ZOO=str(smoke_zoo))
 
     # both teachers are the zoo's, linked (no private speech model or text model trained)
@@ -70,7 +55,19 @@ def test_mini_espeak_distill_l2s_smoke(tmp_path, smoke_zoo):
         assert re.search(r"\bl2s[=: ]\s*[0-9.]", (l2s / "train.log").read_text())
         assert (d / f"exp/l2s_text_states/{lang}.pt").exists()
 
+    # λ chosen on dev: with one λ > 0 (smoke) the choice is that λ; dev decodes exist for every run
+    sel = json.loads((d / "exp/lam_dev/selection.json").read_text())
+    assert sel["seeds"]["seed1"]["chosen"] == "0.5" and (d / "exp/lam_dev/seed1").is_symlink()
+    assert (d / "exp/lam_dev/seed1").resolve() == (d / "exp/lam0.5/seed1").resolve()
+    for lang in ("de", "ru"):
+        assert_rescored(d / f"exp/lam0/seed1/{lang}/decode_dev/score.json", d)
+        scratch = d / f"exp/scratch/seed1/{lang}"     # the speech teacher's architecture, random weights
+        assert "random weights (finetune.init_weights: false)" in (scratch / "train.log").read_text()
+        assert_rescored(scratch / "decode_test/score.json", d)
+
     text = (d / "RESULTS_smoke.md").read_text()
+    assert "| Distill-L2S, λ chosen on dev (per seed) |" in text
+    assert "the speech teacher beats training from scratch" in text
     assert "| plain fine-tuning (λ=0) |" in text and "| Distill-L2S λ=0.5 |" in text
     assert "WER (%) of the same runs" in text and "avg" in text
 
@@ -79,7 +76,7 @@ def test_commonvoice_distill_l2s_data_stages(tmp_path):
     from speechkd.corpus.commonvoice import make_fake_tree
 
     cv = make_fake_tree(tmp_path / "cv", langs=("en", "de"))
-    d = _copy_recipe(ROOT / "egs" / "commonvoice" / "distill_l2s", tmp_path / "cv_l2s")
+    d = copy_recipe("commonvoice/distill_l2s", tmp_path)
     out = _run(["./run.sh", "--stage", "1", "--stop_stage", "2", "--cv_root", str(cv), "--langs", "en de",
                 "--nj", "1"], d, timeout=300)
     assert "stage 2" in out

@@ -32,6 +32,7 @@ threads=1                  # torch threads per training process (1: several run 
 text_layer=-1      # hidden-state index of the text model
 teacher=           # speech model checkpoint dir (default: the zoo's ssl_ml, steps/zoo_teacher.sh)
 text_teacher=      # text model dir, Hugging Face format (default: the zoo's text_ml)
+scratch=true       # also a from-scratch row (exp/scratch): the speech teacher's architecture, random weights
 corpus_seed=1
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--langs 'de ru'] [--lambdas '0 0.5'] [--seeds '1 2'] [--teacher DIR] [--text_teacher DIR]"
 
@@ -83,51 +84,68 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   steps/zoo_teacher.sh --conf_tag "$conf_tag" --teacher "$text_teacher" text_ml exp/text_lm/model
 fi
 
-# one fine-tuning run / one decode of a (λ, seed, language) triple
+# rows: lam<λ> (fine-tuning from the speech teacher with L2S weight λ; λ = 0: plain) and scratch (the
+# teacher's architecture from random weights, plain CTC: what the teacher itself is worth)
+rows="$(for lam in $lambdas; do printf 'lam%s ' "$lam"; done)"
+[ "$scratch" = true ] && rows="$rows scratch"
+# one fine-tuning run / one decode of a (row, seed, language) triple
 finetune_one() {
-  local lam=$1 seed=$2 l=$3 dir=exp/lam$1/seed$2/$3 l2s_opt=()
-  if nonzero "$lam"; then
-    l2s_opt=(--l2s.weight "$lam" --l2s.text_model exp/text_lm/model --l2s.layer "$text_layer"
-             --l2s.interpolation "$interpolation" --l2s.cache exp/l2s_text_states/$l.pt)
+  local row=$1 seed=$2 l=$3 dir=exp/$1/seed$2/$3 opts=() lam
+  if [ "$row" = scratch ]; then
+    opts=(--finetune.init_weights false --model.freeze_frontend false)
+  else
+    lam=${row#lam}
+    if nonzero "$lam"; then
+      opts=(--l2s.weight "$lam" --l2s.text_model exp/text_lm/model --l2s.layer "$text_layer"
+            --l2s.interpolation "$interpolation" --l2s.cache exp/l2s_text_states/$l.pt)
+    fi
   fi
   mkdir -p "$dir"
   ${cuda_cmd} --gpu 1 --num-threads "$threads" "$dir/train.log" \
     speechkd-finetune --config conf/finetune${sfx}.yaml --init exp/teacher/model \
       --train-data data/train_sub_$l --valid-data data/dev_$l --token-dir data/token_char_$l \
-      --exp "$dir" --train.seed "$seed" --train.progress false "${l2s_opt[@]}"
+      --exp "$dir" --train.seed "$seed" --train.progress false "${opts[@]}"
 }
-decode_one() {
-  local dir=exp/lam$1/seed$2/$3
-  OMP_NUM_THREADS=$threads steps/decode_score.sh --nj 1 --cmd "$decode_cmd" --ref_file text --units char,word \
-    "$dir/model" data/test_$3 "$dir/decode_test" > "$dir/decode_score.log"
+decode_one() {   # test and dev (dev: the choice of λ, stage 7)
+  local dir=exp/$1/seed$2/$3 s
+  for s in test dev; do
+    OMP_NUM_THREADS=$threads steps/decode_score.sh --nj 1 --cmd "$decode_cmd" --ref_file text --units char,word \
+      "$dir/model" data/${s}_$3 "$dir/decode_$s" > "$dir/decode_score_$s.log"
+  done
 }
-# per_lang FN λ SEED: FN λ SEED LANG for every language, $max_parallel at once; fails if any failed
+# per_lang FN ROW SEED: FN ROW SEED LANG for every language, $max_parallel at once; fails if any failed
 per_lang() {
-  local fn=$1 lam=$2 seed=$3 specs=() l
-  for l in $langs; do specs+=("$lam $seed $l"); done
+  local fn=$1 row=$2 seed=$3 specs=() l
+  for l in $langs; do specs+=("$row $seed $l"); done
   run_pool "$max_parallel" "$fn" "${specs[@]}"
 }
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   for seed in $seeds; do
-    for lam in $lambdas; do
-      log "stage 5: char CTC fine-tuning, λ=$lam, seed $seed, languages: $langs → exp/lam$lam/seed$seed/<lang>"
-      per_lang finetune_one "$lam" "$seed"
+    for row in $rows; do
+      log "stage 5: char CTC fine-tuning, $row, seed $seed, languages: $langs → exp/$row/seed$seed/<lang>"
+      per_lang finetune_one "$row" "$seed"
     done
   done
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   for seed in $seeds; do
-    for lam in $lambdas; do
-      log "stage 6: decode + score (CER, WER) test_<lang> with exp/lam$lam/seed$seed/<lang>/model"
-      per_lang decode_one "$lam" "$seed"
-      for l in $langs; do grep -E "^\| decode_test/" exp/lam$lam/seed$seed/$l/decode_score.log || true; done
+    for row in $rows; do
+      log "stage 6: decode + score (CER, WER) test_<lang> and dev_<lang> with exp/$row/seed$seed/<lang>/model"
+      per_lang decode_one "$row" "$seed"
+      for l in $langs; do grep -E "^\| decode_test/" exp/$row/seed$seed/$l/decode_score_test.log || true; done
     done
   done
 fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  cands=()
+  for lam in $lambdas; do nonzero "$lam" && cands+=("$lam=exp/lam$lam"); done
+  if [ ${#cands[@]} -gt 0 ]; then
+    log "stage 7: λ chosen per seed on the dev sets (avg CER) → exp/lam_dev/seed<s> (RESULTS row 'λ chosen on dev')"
+    utils/select_on_dev.py --out exp/lam_dev --langs "$langs" --unit char "${cands[@]}"
+  fi
   log "stage 7: RESULTS${sfx}.md (CER table; WER table as a section)"
   speechkd-make-results --spec conf/results_wer${sfx}.yaml --out exp/results_wer${sfx}.md --strict
   speechkd-make-results --spec conf/results${sfx}.yaml --out RESULTS${sfx}.md --strict
