@@ -130,6 +130,43 @@ def test_hubert_with_label_embeddings(tmp_path):
     assert (got - expect).abs().max().item() <= 1e-3
 
 
+def _fairseq_hubert_padding_mask(sample_pad: torch.Tensor, n_frames: int) -> torch.Tensor:
+    """fairseq's HubertModel.forward_padding_mask, re-written from its description: cut the sample mask
+    to a multiple of the frame count, split it into one chunk per frame, a frame pads iff all its chunk does."""
+    extra = sample_pad.size(1) % n_frames
+    if extra > 0:
+        sample_pad = sample_pad[:, :-extra]
+    return sample_pad.view(sample_pad.size(0), n_frames, -1).all(-1)
+
+
+def test_hubert_padding_follows_fairseq(tmp_path):
+    from speechkd.models.components import lengths_to_padding_mask
+    from speechkd.models.ssl import SSLConfig, SSLModel
+
+    torch.manual_seed(0)
+    ref = _perturbed(transformers.HubertModel(_hf_cfg(False, hubert=True)))
+    state = hf_to_fairseq(ref.state_dict(), False)
+    torch.save({"cfg": {"model": _fairseq_model_cfg(False, "hubert")}, "model": state}, tmp_path / "hubert.pt")
+    ours = import_fairseq(tmp_path / "hubert.pt").eval()
+    assert ours.cfg.feature_padding == "fairseq_hubert"
+    lengths = torch.tensor([3000, 2417, 1333, 401])
+    x = torch.randn(4, 3000, generator=torch.Generator().manual_seed(1))
+    x = x.masked_fill(lengths_to_padding_mask(lengths, 3000), 0.0)
+    with torch.no_grad():
+        out = ours(x, lengths)
+    T = out.padding_mask.shape[1]
+    expect = _fairseq_hubert_padding_mask(lengths_to_padding_mask(lengths, 3000), T)
+    assert torch.equal(out.padding_mask, expect)
+    conv_lengths = ours.output_lengths(lengths)
+    assert out.lengths[0] == T and (out.lengths[1:] > conv_lengths[1:]).all()   # more frames than conv lengths
+    # the wav2vec 2.0 rule (and any model of ours) keeps the conv output lengths
+    w2v = SSLModel(SSLConfig.from_dict({**ours.cfg.to_dict(), "feature_padding": "lengths"})).eval()
+    with torch.no_grad():
+        assert torch.equal(w2v(x, lengths).lengths, conv_lengths)
+    with pytest.raises(ConfigError, match="feature_padding"):
+        SSLConfig.from_dict({**ours.cfg.to_dict(), "feature_padding": "hf"})
+
+
 def test_finetuned_ctc(tmp_path):
     torch.manual_seed(0)
     ref = _perturbed(transformers.Wav2Vec2ForCTC(transformers.Wav2Vec2Config(**{**_hf_cfg(True).to_dict(), "vocab_size": 9})))

@@ -29,6 +29,22 @@ from .components import (WAV2VEC2_CONV_LAYERS, ConvFeatureExtractor, FbankFronte
                          TimeChannelMasking, TransformerEncoder, lengths_to_padding_mask)
 
 
+FEATURE_PADDING = ("lengths", "fairseq_hubert")
+
+
+def feature_padding_lengths(lengths: Tensor, n_samples: int, n_frames: int) -> Tensor:
+    """Valid frames per utterance by fairseq HuBERT's rule (``HubertModel.forward_padding_mask``).
+
+    The padded batch has ``n_samples`` samples and the CNN gives ``n_frames`` frames; the sample mask,
+    cut to a multiple of ``n_frames``, is split into ``n_frames`` chunks of ``R = n_samples // n_frames``
+    samples and a frame is padding only when its whole chunk is. So utterance b keeps
+    ``min(n_frames, ceil(len_b / R))`` frames: usually one or two more than its conv output length (the
+    frames whose receptive field runs into the padding), and all ``n_frames`` for the longest utterance.
+    """
+    r = max(1, n_samples // max(1, n_frames))
+    return torch.clamp((lengths + r - 1) // r, max=n_frames)
+
+
 @dataclass
 class SSLConfig:
     """All hyper-parameters of :class:`SSLModel` (defaults: wav2vec 2.0 Base)."""
@@ -62,6 +78,10 @@ class SSLConfig:
     final_dim: int = 256
     logit_temp: float = 0.1
     arch: str = "wav2vec2"                # "wav2vec2" | "hubert": export target family
+    feature_padding: str = "lengths"      # which frames of a padded batch are padding: "lengths" (conv output
+                                          # lengths, wav2vec 2.0 and Hugging Face) | "fairseq_hubert" (fairseq
+                                          # HuBERT: a frame is padding when all its samples are; see
+                                          # feature_padding_lengths)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -79,6 +99,9 @@ class SSLConfig:
         cfg.conv_layers = [list(c) for c in cfg.conv_layers]
         if cfg.frontend not in ("cnn", "fbank"):
             raise ConfigError(f"frontend must be 'cnn' or 'fbank', got '{cfg.frontend}'")
+        if cfg.feature_padding not in FEATURE_PADDING:
+            raise ConfigError(f"feature_padding must be one of {', '.join(FEATURE_PADDING)}, "
+                              f"got '{cfg.feature_padding}'")
         return cfg
 
 
@@ -162,6 +185,8 @@ class SSLModel(nn.Module):
     def extract_features(self, x: Tensor, lengths: Optional[Tensor] = None):
         """Front-end + projection: -> ((B, T', D), lengths (B,))."""
         feats, out_lengths = self.feature_extractor(x, lengths)
+        if out_lengths is not None and self.cfg.feature_padding == "fairseq_hubert" and self.cfg.frontend == "cnn":
+            out_lengths = feature_padding_lengths(lengths, x.shape[-1], feats.shape[1])
         if out_lengths is None:
             out_lengths = torch.full((feats.size(0),), feats.size(1), dtype=torch.long, device=feats.device)
         return self.feature_projection(feats), out_lengths

@@ -98,6 +98,10 @@ def build_hf_model(model: nn.Module):
     hf.load_state_dict(state, strict=True)
     if encoder.head is not None:
         log.warning("export: the HuBERT prediction head (final_proj, label_embs) has no place in %s; dropped", name)
+    if encoder.cfg.feature_padding != "lengths":
+        log.warning("export: %s marks padded frames by conv output lengths, this model by fairseq HuBERT's rule "
+                    "(feature_padding=%s): outputs agree on unpadded input, not on every frame of a padded "
+                    "batch", name, encoder.cfg.feature_padding)
     return hf.eval()
 
 

@@ -174,7 +174,9 @@ def fairseq_cfg_to_ssl(m: dict, where) -> SSLConfig:
         mask_time_prob=float(m.get("mask_prob", 0.65)), mask_time_length=int(m.get("mask_length", 10)),
         mask_channel_prob=float(m.get("mask_channel_prob", 0.0)),
         mask_channel_length=int(m.get("mask_channel_length", 10)),
-        final_dim=final_dim, logit_temp=float(m.get("logit_temp", 0.1)), arch=arch)
+        final_dim=final_dim, logit_temp=float(m.get("logit_temp", 0.1)), arch=arch,
+        # fairseq HuBERT marks a frame as padding only when all its samples are (wav2vec 2.0: conv lengths)
+        feature_padding="fairseq_hubert" if arch == "hubert" else "lengths")
 
 
 def fairseq_safe_globals() -> list:
