@@ -20,12 +20,13 @@ declare -A quick=(
   [encoder]="--batch 4 --seconds 2 --runs 3"
   [frontend]="--seconds 4 --runs 5 --device all"
   [rnnt_loss]="--sizes 25x5,50x10,100x20 --big 300x60 --repeats 2"
+  [rnnt_joiner_memory]="--B 4 --T 100 --U 30 --V 200 --chunks 8"
   [student_roofline]="--seconds 4 --runs 3"
   [train_throughput]="--steps 2"
   [threads]="--reps 3 --fbank-seconds 5"
   [import_memory]="--small --with-optimizer"
 )
-order="fbank encoder frontend rnnt_loss student_roofline train_throughput threads import_memory"
+order="fbank encoder frontend rnnt_loss rnnt_joiner_memory student_roofline train_throughput threads import_memory"
 failed=""
 for b in $order; do
   args=${quick[$b]}

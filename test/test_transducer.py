@@ -201,3 +201,39 @@ def test_pathways_on_transducer_train_and_stream():
     dec = StreamingGreedyDecoder(m)
     dec.accept(torch.randn(1, 0, 80))                      # empty piece is fine
     assert isinstance(greedy_search(m, enc, lens)[0], list)
+
+
+def test_joiner_chunked_loss_equals_full_logits():
+    from speechkd.asr.rnnt_loss import rnnt_loss, rnnt_loss_from_joiner
+
+    m = _model()
+    m.train()
+    x = torch.randn(3, 70, 80)
+    xl, tok, tl = torch.tensor([70, 52, 33]), torch.randint(1, 12, (3, 6)), torch.tensor([6, 4, 2])
+    tok[2, 2:] = -1
+    grads = []
+    for chunk in (0, 3, 100):
+        m.zero_grad()
+        torch.manual_seed(0)                       # same dropout masks in both runs
+        loss = m(x, xl, tok, tl, joint_frame_chunk=chunk)
+        loss.backward()
+        grads.append((loss.detach(), {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}))
+    for loss, g in grads[1:]:
+        torch.testing.assert_close(loss, grads[0][0], rtol=1e-5, atol=1e-5)
+        assert set(g) == set(grads[0][1])
+        for n in g:
+            torch.testing.assert_close(g[n], grads[0][1][n], rtol=1e-4, atol=1e-6, msg=n)
+    # the function on its own, against rnnt_loss on the materialised logits, reduction none
+    enc_p, pred_p = torch.randn(2, 9, 8, requires_grad=True), torch.randn(2, 4, 8, requires_grad=True)
+    joint = torch.nn.Sequential(torch.nn.Tanh(), torch.nn.Linear(8, 5))
+    f = lambda e, p: joint(e + p)                  # noqa: E731
+    t, Tl, Ul = torch.randint(1, 5, (2, 3)), torch.tensor([9, 6]), torch.tensor([3, 1])
+    a = rnnt_loss_from_joiner(f, enc_p, pred_p, t, Tl, Ul, reduction="none", frame_chunk=2)
+    b = rnnt_loss(f(enc_p[:, :, None], pred_p[:, None]), t, Tl, Ul, reduction="none")
+    torch.testing.assert_close(a, b)
+    ga = torch.autograd.grad(a.sum(), [enc_p, pred_p])
+    gb = torch.autograd.grad(b.sum(), [enc_p, pred_p])
+    for u, v in zip(ga, gb):
+        torch.testing.assert_close(u, v)
+    with pytest.raises(ValueError, match="disagree"):
+        rnnt_loss_from_joiner(f, enc_p, pred_p[:, :3], t, Tl, Ul)

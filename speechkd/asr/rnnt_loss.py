@@ -29,6 +29,10 @@ Example::
     >>> loss.backward()
 
 Memory beyond the logits (and their gradient): ``O(B * (T + U) * (U + 1))`` for the skewed lattice.
+Without the logits at all: :func:`rnnt_loss_from_joiner` takes the joiner's projected inputs and runs the
+joiner ``frame_chunk`` frames at a time under activation checkpointing, so at most
+``B * frame_chunk * (U+1) * V`` logits exist at once, in the forward and in the backward
+(``bench/rnnt_joiner_memory.py`` measures the peak).
 :func:`rnnt_loss_reference` is the straightforward per-node Python DP through autograd, used as the
 reference in tests and in ``bench/rnnt_loss.py``.
 """
@@ -39,7 +43,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-__all__ = ["rnnt_loss", "rnnt_loss_from_log_probs", "rnnt_loss_reference", "gather_log_probs"]
+__all__ = ["rnnt_loss", "rnnt_loss_from_log_probs", "rnnt_loss_reference", "gather_log_probs",
+           "joint_log_probs", "rnnt_loss_from_joiner"]
 
 _NEG_INF = float("-inf")
 
@@ -279,6 +284,64 @@ def rnnt_loss(logits: Tensor, targets: Tensor, logit_lengths: Tensor, target_len
     """
     _check_inputs(logits, targets, logit_lengths, target_lengths)
     blank_lp, label_lp = gather_log_probs(logits, targets, blank, batch_chunk, log_probs_input)
+    return rnnt_loss_from_log_probs(blank_lp, label_lp, logit_lengths, target_lengths, reduction)
+
+
+def _chunk_log_probs(logits: Tensor, idx: Tensor, blank: int) -> tuple[Tensor, Tensor]:
+    """(blank_lp, label_lp) of one frame chunk of logits (B, t, U+1, V); ``idx`` (B, U+1) label ids."""
+    lp = torch.log_softmax(logits.to(_acc_dtype(logits.dtype)), dim=-1)
+    B, t, U1, _ = lp.shape
+    # a copy of the blank column, not a view: a view would keep the whole chunk of log-probs alive
+    return lp[..., blank].clone(), lp.gather(-1, idx[:, None, :, None].expand(B, t, U1, 1)).squeeze(-1)
+
+
+def joint_log_probs(joint, enc_p: Tensor, pred_p: Tensor, targets: Tensor, blank: int = 0,
+                    frame_chunk: int = 16) -> tuple[Tensor, Tensor]:
+    """Blank and label log-probabilities (each (B, T, U+1)) without the (B, T, U+1, V) logits.
+
+    ``joint(enc_p[:, :, None], pred_p[:, None]) -> logits`` is the joiner on projected inputs
+    (``enc_p`` (B, T, J), ``pred_p`` (B, U+1, J); e.g. :meth:`~speechkd.models.transducer.Joiner.joint`).
+    It runs ``frame_chunk`` frames at a time under :func:`torch.utils.checkpoint.checkpoint`: each chunk's
+    logits are freed once its two log-probs are gathered and recomputed in the backward, so memory holds
+    one chunk of logits (and its gradient) at a time.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    B, T, _ = enc_p.shape
+    V_idx = torch.cat([targets.long().clamp(min=0), targets.new_full((B, 1), blank).long()], dim=1)
+
+    def run(e: Tensor, p: Tensor):
+        logits = joint(e[:, :, None], p[:, None])
+        idx = V_idx.clamp(max=logits.shape[-1] - 1)
+        return _chunk_log_probs(logits, idx, blank)
+
+    blanks, labels = [], []
+    for s in range(0, T, max(1, int(frame_chunk))):
+        e = enc_p[:, s: s + frame_chunk]
+        if torch.is_grad_enabled() and (e.requires_grad or pred_p.requires_grad):
+            b, lab = checkpoint(run, e, pred_p, use_reentrant=False)
+        else:
+            b, lab = run(e, pred_p)
+        blanks.append(b)
+        labels.append(lab)
+    return torch.cat(blanks, dim=1), torch.cat(labels, dim=1)
+
+
+def rnnt_loss_from_joiner(joint, enc_p: Tensor, pred_p: Tensor, targets: Tensor, logit_lengths: Tensor,
+                          target_lengths: Tensor, blank: int = 0, reduction: str = "mean",
+                          frame_chunk: int = 16) -> Tensor:
+    """:func:`rnnt_loss` from the joiner's projected inputs (see :func:`joint_log_probs`); same value and
+    gradients as ``rnnt_loss(joint(enc_p[:, :, None], pred_p[:, None]), ...)``, with the logits' memory
+    bounded by ``frame_chunk`` frames."""
+    B, T, _ = enc_p.shape
+    if targets.dim() != 2 or targets.shape[0] != B or pred_p.shape[:2] != (B, targets.shape[1] + 1):
+        raise ValueError(f"rnnt_loss_from_joiner: targets (B, U) and pred_p (B, U+1, J) disagree: "
+                         f"{tuple(targets.shape)} vs {tuple(pred_p.shape)}")
+    if logit_lengths.shape != (B,) or target_lengths.shape != (B,):
+        raise ValueError("rnnt_loss_from_joiner: logit_lengths and target_lengths must be (B,)")
+    if B and (int(logit_lengths.min()) < 1 or int(logit_lengths.max()) > T):
+        raise ValueError(f"rnnt_loss_from_joiner: logit_lengths must lie in [1, {T}], got {logit_lengths.tolist()}")
+    blank_lp, label_lp = joint_log_probs(joint, enc_p, pred_p, targets, blank, frame_chunk)
     return rnnt_loss_from_log_probs(blank_lp, label_lp, logit_lengths, target_lengths, reduction)
 
 

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..asr.rnnt_loss import rnnt_loss
+from ..asr.rnnt_loss import rnnt_loss, rnnt_loss_from_joiner
 from ..utils.errors import ConfigError
 from .checkpoint import register_model
 from .components import EncoderLayer, build_attention_mask
@@ -306,11 +306,17 @@ class TransducerModel(nn.Module):
         return self.encoder(x, x_lengths)
 
     def forward(self, x: Tensor, x_lengths: Tensor, tokens: Tensor, token_lengths: Tensor,
-                reduction: str = "mean") -> Tensor:
+                reduction: str = "mean", joint_frame_chunk: int = 0) -> Tensor:
+        """``joint_frame_chunk > 0``: the joiner runs that many frames at a time under checkpointing
+        (:func:`~speechkd.asr.rnnt_loss.rnnt_loss_from_joiner`), never holding the (B, T', U+1, V) logits."""
         enc, enc_lengths = self.encode(x, x_lengths)
         if int(enc_lengths.min()) < 1:
             raise ValueError(f"transducer: input of {int(x_lengths.min())} frames is too short (need >= 7)")
         tokens = tokens[:, : int(token_lengths.max())]
         pred = self.predictor(tokens)
+        if joint_frame_chunk and joint_frame_chunk > 0:
+            return rnnt_loss_from_joiner(self.joiner.joint, self.joiner.enc_proj(enc), self.joiner.pred_proj(pred),
+                                         tokens, enc_lengths, token_lengths, blank=self.blank_id,
+                                         reduction=reduction, frame_chunk=joint_frame_chunk)
         logits = self.joiner(enc, pred)
         return rnnt_loss(logits, tokens, enc_lengths, token_lengths, blank=self.blank_id, reduction=reduction)

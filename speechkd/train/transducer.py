@@ -53,6 +53,9 @@ TRANSDUCER_DEFAULTS: Dict = {
     "data": merge(DATA_DEFAULTS, {"languages": None, "homogeneous": True}),
     "optim": merge(OPTIM_DEFAULTS, {"lr": 1.0e-3, "warmup_steps": 100, "scheduler": "linear"}),
     "train": merge(TRAIN_DEFAULTS, {"max_steps": 500, "log_interval": 25, "keep_last": 1}),
+    # joint_frame_chunk > 0: the joiner runs that many encoder frames at a time under checkpointing, so the
+    # (B, T', U+1, V) logits never exist whole (bench/rnnt_joiner_memory.py; same loss and gradients)
+    "loss": {"joint_frame_chunk": 0},
 }
 
 #: ``mode`` values of :func:`train_transducer` (masked and pathways: :mod:`speechkd.prune.train`).
@@ -303,9 +306,11 @@ def train_transducer(cfg: dict, train_data, valid_data=None, exp_dir="exp/transd
     save_config(cfg, exp_dir / "config.yaml")
     hooks.setup(model, languages)
 
+    chunk = int(cfg["loss"].get("joint_frame_chunk") or 0)
+
     def step_fn(m, batch):
         hooks.before_step(batch)
-        loss = m(batch["x"], batch["x_lengths"], batch["tokens"], batch["token_lengths"])
+        loss = m(batch["x"], batch["x_lengths"], batch["tokens"], batch["token_lengths"], joint_frame_chunk=chunk)
         return loss, {}
 
     def extra_save(d: Path):
