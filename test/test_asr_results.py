@@ -209,3 +209,27 @@ def test_optional_rows_left_out_with_their_claims_when_not_run(tmp_path):
     _write_score(tmp_path / "exp/v1/seed1/decode_en", 4)
     text = build_results(spec, root=tmp_path, env=ENV, strict=True)   # once run, it is a row like the others
     assert "| V1 | 4.0 |" in text and "**V1 at most 5**" in text and "Not run" not in text
+
+
+def test_readings_apply_only_to_the_numbers_they_were_written_for(tmp_path):
+    import re
+
+    for seed, err in ((1, 10), (2, 12)):
+        _write_score(tmp_path / f"exp/a/seed{seed}/decode_en", err)
+    spec = {"title": "readings", "unit": "word", "columns": [{"name": "en", "decode": "decode_en"}],
+            "rows": [{"name": "A", "exp": "exp/a/seed*"}]}
+    text = build_results(spec, root=tmp_path, env=ENV)
+    fp = re.search(r"- scores fingerprint: ([0-9a-f]{12})", text).group(1)
+    assert "## Reading" not in text
+    assert build_results(spec, root=tmp_path, env=ENV) == text                        # stable across calls
+    read = {**spec, "readings": [{"scores": fp, "text": "A is at 11 % because of X."},
+                                 {"scores": "000000000000", "text": "an old reading"}]}
+    text = build_results(read, root=tmp_path, env=ENV)
+    assert "- A is at 11 % because of X." in text and "an old reading" not in text
+    assert "1 reading(s) written for other numbers (scores 000000000000) left out" in text
+    # a re-run with other numbers: the reading no longer applies, and says so
+    _write_score(tmp_path / "exp/a/seed2/decode_en", 13)
+    text = build_results(read, root=tmp_path, env=ENV)
+    assert "because of X" not in text and f"scores {fp}, 000000000000" in text
+    with pytest.raises(ConfigError, match="readings"):
+        load_table_spec({**spec, "readings": [{"text": "no fingerprint"}]})
