@@ -32,6 +32,12 @@ def copy_recipe(recipe: str, tmp: Path) -> Path:
     corpus_conf = src.parent / "conf"
     if corpus_conf.is_dir() and not (dst.parent / "conf").exists():
         (dst.parent / "conf").symlink_to(corpus_conf)
+    for link in [p for p in dst.rglob("*") if p.is_symlink() and not p.exists()]:
+        # a link into a sibling recipe (e.g. local/data.sh -> ../../distill_l2s/local/data.sh): the scratch
+        # tree has no such sibling, so point it at the repository's file
+        target = (src / link.relative_to(dst)).resolve()
+        link.unlink()
+        link.symlink_to(target)
     for sib in src.parent.iterdir():
         stub = dst.parent / sib.name
         if sib.is_dir() and (sib / "conf").is_dir() and (sib / "run.sh").exists() and not stub.exists():

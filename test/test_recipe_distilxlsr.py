@@ -12,29 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from recipe_runner import assert_rescored
+from recipe_runner import assert_rescored, copy_recipe
 
 from speechkd.align.accuracy import accuracy_markdown, boundary_errors
 from speechkd.align.ctm import CTMEntry, read_ctm
 from speechkd.asr.results import build_results, load_table_spec
 from speechkd.asr.scoring import ErrorStats
+from speechkd.utils.config import load_config
 from speechkd.utils.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {"date": "2026-01-01", "git": "abc"}
-
-
-def copy_recipe(rel: str, dst: Path) -> Path:
-    """Copy egs/<rel> to dst with its symlinks (utils, steps, path.sh, ...) pointing at the real targets."""
-    src = ROOT / "egs" / rel
-    shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns("data", "dump", "exp", "run.log",
-                                                                           "RESULTS*.md"))
-    for p in list(dst.rglob("*")):
-        if p.is_symlink():
-            target = (src / p.relative_to(dst)).resolve()
-            p.unlink()
-            p.symlink_to(target)
-    return dst
 
 
 def run_recipe(d: Path, *args, timeout=900, env=None):
@@ -103,7 +91,7 @@ def test_results_params_mean_of_and_sections(tmp_path):
 def smoke(tmp_path_factory, smoke_zoo):
     if shutil.which("speechkd-distill") is None or shutil.which("espeak-ng") is None:
         pytest.skip("console scripts (tools/setup.sh) or espeak-ng missing")
-    d = copy_recipe("mini_espeak/distilxlsr", tmp_path_factory.mktemp("dx") / "distilxlsr")
+    d = copy_recipe("mini_espeak/distilxlsr", tmp_path_factory.mktemp("dx"))
     out = run_recipe(d, "--conf_tag", "smoke", "--seeds", "1", timeout=1500,
                      env={"SPEECHKD_ZOO": str(smoke_zoo)})
     return d, out
@@ -152,10 +140,16 @@ def test_smoke_shuffled_english_and_students(smoke):
     ph_s = dict(l.split(" ", 1) for l in (d / "data/train_en_shuf/phones").read_text().splitlines())
     assert all(sorted(ph_s[u].split()) == sorted(ph[u].split()) for u in ph_s)
     assert sum(ph_s[u] != ph[u] for u in ph_s) > len(ph_s) // 2
-    for name in ("student_en", "distilxlsr", "nojump"):
-        losses = train_losses(d / f"exp/{name}/train.log")
+    for name in ("student_en", "distilxlsr", "nojump"):   # distilled with seed 1 (seed N = distillation seed N)
+        losses = train_losses(d / f"exp/{name}/seed1/train.log")
         assert len(losses) >= 2 and losses[-1] < losses[0], (name, losses)
-        assert (d / f"exp/{name}/model/cmvn.npz").exists()
+        assert (d / f"exp/{name}/seed1/model/cmvn.npz").exists()
+        assert load_config(d / f"exp/{name}/seed1/config.yaml")["train"]["seed"] == 1
+    # the from-scratch row: the students' architecture, random weights, its front-end trained too
+    for lang in ("de", "ru"):
+        ft = d / f"exp/ft_scratch/seed1/{lang}"
+        assert "random weights (finetune.init_weights: false)" in (ft / "train.log").read_text()
+        assert load_config(ft / "config.yaml")["model"]["freeze_frontend"] is False
     t = json.loads((d / "exp/ft_teacher/seed1/params.json").read_text())["params"]
     s = json.loads((d / "exp/ft_distilxlsr/seed1/params.json").read_text())["params"]
     assert 0.4 * t < s < 0.8 * t        # half the layers; front-end and pos-conv are kept whole
@@ -169,7 +163,8 @@ def test_smoke_results_table(smoke):
     assert [c.strip() for c in header.split("|")[1:-1]] == ["method", "params (M)", "de", "ru", "avg"]
     rows = [l for l in md.splitlines() if l.startswith("| ") and not l.startswith("| method")
             and ("teacher" in l or "student" in l or "DistilXLSR" in l)]
-    assert len(rows) >= 4
+    assert len(rows) >= 4 and "from scratch (the students' architecture, random weights)" in md
+    assert "the distilled student keeps what the teacher gives" in md   # the claims are decided
     for r in rows[:4]:
         cells = [c.strip() for c in r.split("|")[2:-1]]
         per = [float(c.split()[0]) for c in cells[1:]]
@@ -188,7 +183,7 @@ def test_librispeech_recipe_data_stages(tmp_path):
     from speechkd.corpus.librispeech import make_fake_tree
 
     tree = make_fake_tree(tmp_path / "src", finetune=False)
-    d = copy_recipe("librispeech/distilxlsr", tmp_path / "ls")
+    d = copy_recipe("librispeech/distilxlsr", tmp_path)
     run_recipe(d, "--librispeech", str(tree["librispeech"]), "--stop_stage", "3", timeout=300)
     phones = (d / "data/train_clean_100/phones").read_text().splitlines()
     text = (d / "data/train_clean_100/text").read_text().splitlines()
@@ -204,7 +199,7 @@ def test_commonvoice_recipe_data_stages(tmp_path):
     from speechkd.corpus.commonvoice import make_fake_tree
 
     tree = make_fake_tree(tmp_path / "src", langs=("de", "tr"), mp3=False)
-    d = copy_recipe("commonvoice/distilxlsr", tmp_path / "cv")
+    d = copy_recipe("commonvoice/distilxlsr", tmp_path)
     run_recipe(d, "--commonvoice", str(tree), "--langs", "de tr", "--n_label", "1", "--stop_stage", "4",
                timeout=300)
     for l in ("de", "tr"):

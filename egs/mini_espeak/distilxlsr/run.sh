@@ -28,8 +28,10 @@ corpus_seed=1
 distill_lang=en      # the only language the students are distilled with
 eval_langs=          # fine-tuning/test languages (default: every corpus language but distill_lang)
 n_label=40           # labelled utterances per evaluation language
-seeds="1 2 3"        # fine-tuning seeds of the key rows (student on plain English, DistilXLSR)
-ref_seeds=           # fine-tuning seeds of the reference rows (teacher, no layer-jumping); empty: = seeds
+seeds="1 2 3"        # seeds of the students: seed N = distillation with seed N (exp/<student>/seedN), then its
+                     # fine-tuning with seed N (exp/ft_<student>/seedN), so rows pair by seed
+ref_seeds=           # fine-tuning seeds of the teacher row and the from-scratch row; empty: = seeds
+scratch=true         # a from-scratch row: the students' architecture fine-tuned from random weights
 shuffle_seed=1
 across_utts=false    # true: shuffle phones across the utterances of a speaker
 crossfade_ms=5
@@ -136,31 +138,46 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   steps/zoo_teacher.sh --conf_tag "$conf_tag" --teacher "$teacher" ssl_ml exp/teacher/model
 fi
 
-distil_one() {   # distil_one NAME: the student NAME of ${students[NAME]} -> exp/NAME
-  local name=$1 data init
+distil_one() {   # distil_one NAME SEED: the student NAME of ${students[NAME]} -> exp/NAME/seedSEED
+  local name=$1 seed=$2 data init dir=exp/$1/seed$2
   read -r data init <<< "${students[$name]}"
-  log "stage 9: distil $name: $data, layer init '$init'"
-  mkdir -p exp/$name
-  ${cuda_cmd} --gpu 1 --num-threads 1 exp/$name/train.log \
+  log "stage 9: distil $name (seed $seed): $data, layer init '$init' -> $dir"
+  mkdir -p "$dir"
+  ${cuda_cmd} --gpu 1 --num-threads 1 "$dir/train.log" \
     speechkd-distill --config conf/distill${sfx}.yaml --teacher exp/teacher/model --train-data "$data" \
-      --valid-data data/dev_${en} --exp exp/$name --student.init "$init"
+      --valid-data data/dev_${en} --exp "$dir" --student.init "$init" --train.seed "$seed"
 }
 
-finetune_one() {   # finetune_one NAME SEED: exp/NAME/model fine-tuned on $ft_sets -> exp/ft_NAME/seedSEED
-  local name=$1 seed=$2
-  log "stage 10: fine-tune exp/$name/model ($ft_mode: $ft_sets; seed $seed) -> exp/ft_$name/seed$seed"
+first_seed=${seeds%% *}
+init_of() {   # init_of NAME SEED: the checkpoint a fine-tuning row starts from
+  case $1 in
+    teacher) echo exp/teacher/model ;;
+    scratch) echo "exp/distilxlsr/seed$first_seed/model" ;;   # its architecture only (random weights)
+    *) echo "exp/$1/seed$2/model" ;;
+  esac
+}
+
+finetune_one() {   # finetune_one NAME SEED: $(init_of NAME SEED) fine-tuned on $ft_sets -> exp/ft_NAME/seedSEED
+  local name=$1 seed=$2 init opts=()
+  init=$(init_of "$name" "$seed")
+  [ "$name" = scratch ] && opts=(--finetune_opts "--finetune.init_weights false --model.freeze_frontend false")
+  log "stage 10: fine-tune $init${opts[*]:+ (architecture only: from scratch)} ($ft_mode: $ft_sets; seed $seed) -> exp/ft_$name/seed$seed"
   steps/finetune_langs.sh --cmd "$cuda_cmd --num-threads 1" --nj 1 --train_config conf/finetune${sfx}.yaml \
-    --seed "$seed" --token_dir data/token_phone exp/$name/model "$ft_sets" exp/ft_$name/seed$seed
+    --seed "$seed" --token_dir data/token_phone "${opts[@]}" "$init" "$ft_sets" exp/ft_$name/seed$seed
 }
 
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
-  run_pool "$max_parallel" distil_one student_en distilxlsr nojump
+  specs=()
+  for seed in $seeds; do for name in student_en distilxlsr nojump; do specs+=("$name $seed"); done; done
+  run_pool "$max_parallel" distil_one "${specs[@]}"
 fi
 
 if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ]; then
   specs=()
-  for name in teacher student_en distilxlsr nojump; do
-    case $name in student_en|distilxlsr) ss=$seeds ;; *) ss=$ref_seeds ;; esac
+  rows="teacher student_en distilxlsr nojump"
+  [ "$scratch" = true ] && rows="$rows scratch"
+  for name in $rows; do
+    case $name in teacher|scratch) ss=$ref_seeds ;; *) ss=$seeds ;; esac
     for seed in $ss; do
       missing=
       for f in $ft_sets; do [ -f exp/ft_$name/seed$seed/$f/decode_test/score.json ] || missing=$f; done
