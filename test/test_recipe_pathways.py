@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 
+from speechkd.utils.config import load_config
+
 from recipe_runner import REPO, assert_rescored, copy_recipe, log_values, run_recipe
 
 LANGS = ("en", "de", "es", "it")
@@ -32,7 +34,7 @@ def test_mini_pathways_smoke(tmp_path):
         assert (pw / "overlap.png").stat().st_size > 1000
     # per-language WER from streaming decodes; dense rows 0 % sparse, pruned rows ~70 %
     for run, sparse in (("dense_mono", False), ("dense_multi", False), ("mono_sparse", True),
-                        ("agnostic/seed1", True), ("pathways/seed2", True)):
+                        ("agnostic/seed1", True), ("pathways/seed2", True), ("dense_equal/seed1", False)):
         score = json.loads((exp / run / "decode_test" / "score.json").read_text())
         for lang in LANGS:
             assert score["per_lang"][lang]["word"]["Snt"] > 0
@@ -40,13 +42,21 @@ def test_mini_pathways_smoke(tmp_path):
         p = json.loads((exp / run / "decode_test" / "params.json").read_text())
         assert (abs(p["sparsity"] - 70.0) < 1.0) if sparse else p["sparsity"] < 1.0
     assert (exp / "pathways" / "seed1" / "decode_test_beam" / "score.json").exists()
+    # the dense baseline at pathways' budget: the dense multilingual model + rounds x round_steps + joint steps
+    conf = REPO / "egs" / "mini_espeak" / "pathways" / "conf"
+    prune, joint = load_config(conf / "prune_smoke.yaml"), load_config(conf / "pathways_smoke.yaml")
+    extra = prune["prune"]["rounds"] * prune["prune"]["round_steps"] + joint["train"]["max_steps"]
+    assert load_config(exp / "dense_equal" / "seed1" / "config.yaml")["train"]["max_steps"] == extra
     results = (rdir / "RESULTS_smoke.md").read_text()
-    for row in ("dense monolingual", "dense multilingual", "language-agnostic pruned", "monolingual sparse",
-                "pathways"):
+    for row in ("dense monolingual", "dense multilingual", "dense multilingual, equal budget",
+                "language-agnostic pruned", "monolingual sparse", "pathways"):
         assert f"| {row}" in results
     assert "(n=2)" in results and "overlap_smoke.png" in results and "| IoU | en | de | es | it |" in results
     assert (rdir / "overlap_smoke.png").exists()
-    assert "| Snt | Wrd |" in (rdir / "RESULTS_cer_smoke.md").read_text()
+    cer = (rdir / "RESULTS_cer_smoke.md").read_text()
+    assert "| Snt | Wrd |" in cer
+    for claim in ("pathways beat language-agnostic pruning", "pathways beat the dense multilingual model"):
+        assert claim in cer
     assert (rdir / "RESULTS_beam_smoke.md").exists()
 
 

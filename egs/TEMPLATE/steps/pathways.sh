@@ -2,14 +2,15 @@
 # The pathways method's stages over prepared data dirs (with utt2lang, feats.scp) and a tokenizer, numbered
 # as in the recipes that call it (egs/mini_espeak/pathways, egs/mls/pathways: stages 1-3 prepare the data):
 #   4 dense multilingual RNN-T   5 dense monolingual RNN-Ts    6 language-agnostic pruning (+ joint steps)
-#   7 monolingual pruning (one mask per language)   8 pathways joint training (per seed; sparse exports)
+#   7 monolingual pruning (one mask per language)   8 pathways joint training (per seed; sparse exports) and
+#     the dense multilingual model trained on for as many updates as pruning + joint training add (equal budget)
 #   9 streaming decode + score (WER/CER per language)   10 overlap heatmap + RESULTS<sfx>.md
 #
 #   steps/pathways.sh --stage 4 --stop_stage 10 --conf conf --sfx "" --seeds "1 2" --token_dir data/token_char \
 #       --cmvn dump/fbank/train/cmvn.npz --train data/train --dev data/dev --test data/test "en de es it"
 #
 # Configs read: <conf>/{train,prune,pathways}<sfx>.yaml, <conf>/results*.yaml. Writes exp/{dense_multi,
-# dense_mono/<l>,agnostic/seed<s>,mono_sparse/<l>,pathways/seed<s>}, each with train/prune logs, and the
+# dense_mono/<l>,agnostic/seed<s>,mono_sparse/<l>,pathways/seed<s>,dense_equal/seed<s>}, each with train/prune logs, and the
 # decode dirs decode_test[_beam] (score.json, params.json) the results specs read.
 # Independent runs (languages, seeds, decodes) go --max_parallel at a time (each job uses one thread under
 # run.py; lib.sh's run_pool): stages 4+5 together, then 6+7, then 8, then 9.
@@ -20,7 +21,7 @@ conf=conf
 sfx=""
 seeds="1 2"
 mask_seed=1
-mono_steps_ratio=0.34
+mono_steps_ratio=1.0
 beam=4
 piece_ms=320
 train=data/train
@@ -85,12 +86,20 @@ job() {
       ${cmd} --gpu 1 --num-threads "$threads" "$dir/train.log" \
         speechkd-train-transducer --config "$conf/pathways$sfx.yaml" --mode pathways --init exp/dense_multi/model \
           "${masks[@]}" "${common[@]}" --exp "$dir" --train.seed "$2" ;;
+    dense_equal)   # the dense multilingual model, trained on with the joint stage's optimiser for the
+                   # updates pruning (rounds x round_steps) and joint training add: pathways' budget, no mask
+      dir=exp/dense_equal/seed$2
+      mkdir -p "$dir"
+      ${cmd} --gpu 1 --num-threads "$threads" "$dir/train.log" \
+        speechkd-train-transducer --config "$conf/pathways$sfx.yaml" --mode dense --init exp/dense_multi/model \
+          "${common[@]}" --exp "$dir" --train.seed "$2" --train.max_steps "$extra_steps" ;;
     decode)
       local run=$2 search=$3 ckpt=() out
       case $run in
         exp/dense_mono|exp/mono_sparse) per_lang_ckpts "$run/%s/model" ;;
         exp/dense_multi) ckpt=(--ckpt exp/dense_multi/model) ;;
         exp/agnostic/*) ckpt=(--ckpt "$run/joint/model") ;;
+        exp/dense_equal/*) ckpt=(--ckpt "$run/model") ;;
         exp/pathways/*) per_lang_ckpts "$run/export/%s" ;;
         *) echo "$0: no checkpoints known for $run" >&2; return 1 ;;
       esac
@@ -130,15 +139,17 @@ fi
 run_pool "$max_parallel" job "${specs[@]}"
 
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
-  log "stage 8: pathways joint training (seeds $seeds) → exp/pathways/seed<s>"
+  extra_steps=$(( $(utils/yaml_get.py "$conf/prune$sfx.yaml" prune.rounds) * $(utils/yaml_get.py "$conf/prune$sfx.yaml" prune.round_steps) \
+    + $(utils/yaml_get.py "$conf/pathways$sfx.yaml" train.max_steps) ))
+  log "stage 8: pathways joint training (seeds $seeds) → exp/pathways/seed<s>; dense multilingual + $extra_steps updates (equal budget) → exp/dense_equal/seed<s>"
   specs=()
-  for s in $seeds; do specs+=("pathways $s"); done
+  for s in $seeds; do specs+=("pathways $s" "dense_equal $s"); done
   run_pool "$max_parallel" job "${specs[@]}"
 fi
 
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
   runs=(exp/dense_mono exp/dense_multi exp/mono_sparse)
-  for s in $seeds; do runs+=(exp/agnostic/seed$s exp/pathways/seed$s); done
+  for s in $seeds; do runs+=(exp/agnostic/seed$s exp/pathways/seed$s exp/dense_equal/seed$s); done
   specs=()
   for r in "${runs[@]}"; do
     specs+=("decode $r greedy")

@@ -20,7 +20,8 @@ nj=2               # parallel jobs: synthesis, features, and independent trainin
 conf_tag=default   # default | smoke: picks conf/*.yaml or conf/*_smoke.yaml
 seeds="1 2"        # seeds of the language-agnostic and pathways runs (spread in RESULTS.md)
 mask_seed=1        # seed of the monolingual pruning runs whose masks the pathways use
-mono_steps_ratio=0.34  # dense monolingual models train this fraction of the multilingual model's steps
+mono_steps_ratio=1.0   # dense monolingual models train this fraction of the multilingual model's steps (1.0: as many
+                       # updates as the multilingual model; the first table used 0.34)
 beam=4             # also decode with modified beam search of this width (0 = greedy only)
 piece_ms=320       # streaming decode: Fbank fed in pieces of this many ms
 corpus_seed=1
