@@ -15,7 +15,7 @@ def test_mini_pad_smoke(tmp_path, smoke_zoo, monkeypatch):
     d = copy_recipe("mini_espeak/pad", tmp_path)
     monkeypatch.setenv("SPEECHKD_ZOO", str(smoke_zoo))     # teachers: the smoke zoo's ssl_ml and text_ml
     # the smoke config with fewer methods (the default run has them all): cosine baseline and PAD, 2 seeds
-    run_recipe(d, "--conf_tag", "smoke", "--methods", "cosine pad", "--stop_stage", "7")
+    run_recipe(d, "--conf_tag", "smoke", "--methods", "cosine pad", "--seeds", "1 2", "--stop_stage", "7")
     for f in ("data/train/utt2intent", "data/train/words.ctm", "data/test_unseen_para/feats.scp",
               "exp/teacher/model/model.pt", "exp/text_lm/model/config.json", "data/train_sub3_seed2/utt2intent"):
         assert (d / f).exists(), f

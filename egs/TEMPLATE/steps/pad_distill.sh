@@ -15,6 +15,8 @@
 #   pad_word | pad_utterance PAD on one granularity only
 #   pad_infonce              PAD with the contrastive metric (in-batch negatives at every granularity)
 #   uniform_infonce | pad_infonce_noprior | pad_infonce_word   the same baselines/ablations with InfoNCE
+#   cosine_raw | pad_raw     cosine / PAD on the raw text targets (pad.target_norm none: the first mini
+#                            table's setting, where every cosine/MSE row collapsed onto one output)
 set -euo pipefail
 cmd=utils/run.py
 pad_conf=conf/pad.yaml
@@ -44,6 +46,8 @@ declare -A opts=(
   [uniform_infonce]="--pad.metric infonce --pad.combine fixed --prior.word uniform --prior.subword uniform --prior.phone uniform"
   [pad_infonce_noprior]="--pad.metric infonce --prior.word uniform --prior.subword uniform --prior.phone uniform"
   [pad_infonce_word]="--pad.metric infonce --pad.granularities word"
+  [cosine_raw]="--pad.granularities utterance --pad.metric cosine --pad.combine fixed --pad.target_norm none"
+  [pad_raw]="--pad.target_norm none"
 )
 distil_one() {   # distil_one METHOD SEED -> $out/METHOD/seedSEED
   local m=$1 seed=$2 dir=$out/$1/seed$2

@@ -24,9 +24,10 @@ stage=1
 stop_stage=100
 nj=2              # parallel jobs (synthesis, features, distillation and intent runs)
 conf_tag=default       # default | smoke: picks conf/*.yaml or conf/*_smoke.yaml
-seeds="1 2"            # seeds (distillation + labelled subset + intent head)
-all_seed_methods="none infonce pad pad_infonce"   # methods run with every seed; the others with the first seed only
-methods="mse cosine infonce uniform pad pad_noprior pad_word pad_infonce uniform_infonce pad_infonce_noprior pad_infonce_word"   # distillation variants (steps/pad_distill.sh)
+seeds="1 2 3"          # seeds (distillation + labelled subset + intent head)
+all_seed_methods="none cosine cosine_raw infonce pad pad_raw pad_infonce"   # the rows the claims compare: every
+                       # seed; the others with the first seed only
+methods="mse cosine cosine_raw infonce uniform pad pad_raw pad_noprior pad_word pad_infonce uniform_infonce pad_infonce_noprior pad_infonce_word"   # distillation variants (steps/pad_distill.sh)
 per_intent=3           # labelled utterances per intent for the intent head
 teacher=               # speech SSL checkpoint dir (default: the zoo's ssl_ml, steps/zoo_teacher.sh)
 text_teacher=          # text model dir, Hugging Face format (default: the zoo's text_ml)
