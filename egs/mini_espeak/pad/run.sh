@@ -22,7 +22,8 @@ set -euo pipefail
 
 stage=1
 stop_stage=100
-nj=2              # parallel jobs (synthesis, features, distillation and intent runs)
+nj=2              # parallel jobs: synthesis and features (and the runs below unless --max_parallel)
+max_parallel=      # distillation and intent runs at once (one thread each) (default: $nj)
 conf_tag=default       # default | smoke: picks conf/*.yaml or conf/*_smoke.yaml
 seeds="1 2 3"          # seeds (distillation + labelled subset + intent head)
 all_seed_methods="none cosine cosine_raw infonce pad pad_raw pad_infonce"   # the rows the claims compare: every
@@ -67,7 +68,7 @@ fi
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   log "stage 5: distillation: $methods (seeds '$seeds' for: $all_seed_methods)"
-  steps/pad_distill.sh --max_parallel "$nj" --cmd "$cuda_cmd" --pad_conf conf/pad${sfx}.yaml --methods "$methods" --seeds "$seeds" \
+  steps/pad_distill.sh --max_parallel "${max_parallel:-$nj}" --cmd "$cuda_cmd" --pad_conf conf/pad${sfx}.yaml --methods "$methods" --seeds "$seeds" \
     --all_seed_methods "$all_seed_methods" data/train data/dev exp/teacher/model exp/text_lm/model exp/distill
 fi
 
@@ -82,7 +83,7 @@ fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   log "stage 7: intent head ($per_intent labelled utterances per intent) on each model; test accuracy"
-  steps/intent_eval.sh --max_parallel "$nj" --cmd "$cuda_cmd" --decode_cmd "$decode_cmd" --intent_conf conf/intent${sfx}.yaml \
+  steps/intent_eval.sh --max_parallel "${max_parallel:-$nj}" --cmd "$cuda_cmd" --decode_cmd "$decode_cmd" --intent_conf conf/intent${sfx}.yaml \
     --methods "none $methods" --seeds "$seeds" --all_seed_methods "$all_seed_methods" \
     --train_data "data/train_sub${per_intent}_seedSEED" --intents data/intents \
     data/dev exp/teacher/model exp/distill exp/intent "test test_unseen_para"

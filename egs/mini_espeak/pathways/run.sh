@@ -16,7 +16,8 @@ set -euo pipefail
 
 stage=1            # first stage to run
 stop_stage=100     # last stage to run
-nj=2               # parallel jobs: synthesis, features, and independent training/decoding runs
+nj=2               # parallel jobs: synthesis and features (and the runs below unless --max_parallel)
+max_parallel=      # independent training/decoding runs at once (one thread each) (default: $nj)
 conf_tag=default   # default | smoke: picks conf/*.yaml or conf/*_smoke.yaml
 seeds="1 2"        # seeds of the language-agnostic and pathways runs (spread in RESULTS.md)
 mask_seed=1        # seed of the monolingual pruning runs whose masks the pathways use
@@ -52,7 +53,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
 fi
 
 if [ "$stop_stage" -ge 4 ]; then   # stages 4-10: the method (same stage numbers in steps/pathways.sh)
-  steps/pathways.sh --stage "$stage" --stop_stage "$stop_stage" --conf conf --sfx "$sfx" --max_parallel "$nj" \
+  steps/pathways.sh --stage "$stage" --stop_stage "$stop_stage" --conf conf --sfx "$sfx" --max_parallel "${max_parallel:-$nj}" \
     --seeds "$seeds" --mask_seed "$mask_seed" --mono_steps_ratio "$mono_steps_ratio" --beam "$beam" \
     --piece_ms "$piece_ms" --token_dir data/token_char --cmvn dump/fbank/train/cmvn.npz \
     --cmd "$cuda_cmd" --decode_cmd "$decode_cmd" "$langs"
