@@ -63,7 +63,8 @@ def ctc_greedy(log_probs: Tensor, lengths: Optional[Tensor] = None, blank: int =
     return [[b for b, k in zip(row, ks) if k] for row, ks in zip(best, keep)]
 
 
-def _logadd(a: float, b: float) -> float:
+def log_add(a: float, b: float) -> float:
+    """``log(exp(a) + exp(b))`` of two Python floats (``-inf`` allowed)."""
     if a == NEG_INF:
         return b
     if b == NEG_INF:
@@ -104,7 +105,7 @@ def ctc_prefix_beam_nbest(log_probs: Tensor, length: Optional[int] = None, beam:
 
     def rank(item):
         prefix, (pb, pnb) = item
-        return _logadd(pb, pnb) + insertion_bonus * len(prefix)
+        return log_add(pb, pnb) + insertion_bonus * len(prefix)
 
     for t in range(T):
         row = lp[t]
@@ -122,25 +123,25 @@ def ctc_prefix_beam_nbest(log_probs: Tensor, length: Optional[int] = None, beam:
             return e
 
         for prefix, (pb, pnb) in beams.items():
-            total = _logadd(pb, pnb)
+            total = log_add(pb, pnb)
             # stay on blank
             e = get(prefix)
-            e[0] = _logadd(e[0], total + p_blank)
+            e[0] = log_add(e[0], total + p_blank)
             last = prefix[-1] if prefix else None
             for c in cand:
                 p = float(row[c])
                 if c == last:
                     # repeat without blank: same prefix; after a blank: new label
-                    e[1] = _logadd(e[1], pnb + p)
+                    e[1] = log_add(e[1], pnb + p)
                     ext = get(prefix + (c,))
-                    ext[1] = _logadd(ext[1], pb + p)
+                    ext[1] = log_add(ext[1], pb + p)
                 else:
                     ext = get(prefix + (c,))
-                    ext[1] = _logadd(ext[1], total + p)
+                    ext[1] = log_add(ext[1], total + p)
         live = [kv for kv in nxt.items() if kv[1][0] > NEG_INF or kv[1][1] > NEG_INF]
         beams = dict(sorted(live or nxt.items(), key=rank, reverse=True)[:beam])
     ranked = sorted(beams.items(), key=rank, reverse=True)[: (nbest or beam)]
-    return [(list(p), _logadd(pb, pnb)) for p, (pb, pnb) in ranked]
+    return [(list(p), log_add(pb, pnb)) for p, (pb, pnb) in ranked]
 
 
 def ctc_prefix_beam(log_probs: Tensor, length: Optional[int] = None, beam: int = 10, blank: int = 0,

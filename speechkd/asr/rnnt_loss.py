@@ -70,6 +70,12 @@ def _check_inputs(x: Tensor, targets: Tensor, logit_lengths: Tensor, target_leng
 # --------------------------------------------------------------------------------------------------
 # Step 1: gather blank / label log-probs
 # --------------------------------------------------------------------------------------------------
+def _label_index(targets: Tensor, V: int, blank: int) -> Tensor:
+    """(B, U+1) vocabulary index of the label arc at each lattice column: ``y[u]`` (padding clamped into the
+    vocabulary), and blank for the last column ``u = U``, which has no label (its arcs are masked later)."""
+    return torch.cat([targets.long().clamp(0, V - 1), targets.new_full((targets.shape[0], 1), blank).long()], dim=1)
+
+
 class _GatherLogProbs(torch.autograd.Function):
     """logits (B, T, U+1, V) → (blank_lp, label_lp), each (B, T, U+1) in the accumulation dtype.
 
@@ -81,8 +87,7 @@ class _GatherLogProbs(torch.autograd.Function):
     def forward(ctx, logits: Tensor, targets: Tensor, blank: int, batch_chunk: int):
         B, T, U1, V = logits.shape
         acc = _acc_dtype(logits.dtype)
-        # label index at node (t, u) is y[u]; the last column (u = U) has no label: use blank (masked later)
-        idx = torch.cat([targets.clamp(0, V - 1), targets.new_full((B, 1), blank)], dim=1)  # (B, U+1)
+        idx = _label_index(targets, V, blank)                                                # (B, U+1)
         lse = logits.new_empty((B, T, U1), dtype=acc)
         blank_lp = logits.new_empty((B, T, U1), dtype=acc)
         label_lp = logits.new_empty((B, T, U1), dtype=acc)
@@ -135,7 +140,7 @@ def gather_log_probs(logits: Tensor, targets: Tensor, blank: int = 0, batch_chun
     B, T, U1, V = logits.shape
     if log_probs_input:
         acc = _acc_dtype(logits.dtype)
-        idx = torch.cat([targets.clamp(0, V - 1), targets.new_full((B, 1), blank)], dim=1)
+        idx = _label_index(targets, V, blank)
         blank_lp = logits[..., blank].to(acc)
         label_lp = logits.gather(-1, idx[:, None, :, None].expand(B, T, U1, 1)).squeeze(-1).to(acc)
         return blank_lp, label_lp
@@ -307,13 +312,11 @@ def joint_log_probs(joint, enc_p: Tensor, pred_p: Tensor, targets: Tensor, blank
     """
     from torch.utils.checkpoint import checkpoint
 
-    B, T, _ = enc_p.shape
-    V_idx = torch.cat([targets.long().clamp(min=0), targets.new_full((B, 1), blank).long()], dim=1)
+    T = enc_p.shape[1]
 
     def run(e: Tensor, p: Tensor):
         logits = joint(e[:, :, None], p[:, None])
-        idx = V_idx.clamp(max=logits.shape[-1] - 1)
-        return _chunk_log_probs(logits, idx, blank)
+        return _chunk_log_probs(logits, _label_index(targets, logits.shape[-1], blank), blank)
 
     blanks, labels = [], []
     for s in range(0, T, max(1, int(frame_chunk))):

@@ -19,12 +19,13 @@ output equals :func:`greedy_search` on the full utterance with the same chunking
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import List, Optional
 
 import torch
 from torch import Tensor
+
+from .ctc_search import log_add
 
 __all__ = ["greedy_search", "modified_beam_search", "StreamingGreedyDecoder", "GreedyState"]
 
@@ -70,11 +71,6 @@ def greedy_search(model, enc: Tensor, enc_lengths: Tensor, max_symbols_per_frame
     return hyps
 
 
-def _logaddexp(a: float, b: float) -> float:
-    m = max(a, b)
-    return m + math.log1p(math.exp(-abs(a - b)))
-
-
 @torch.no_grad()
 def modified_beam_search(model, enc: Tensor, enc_lengths: Tensor, beam: int = 4,
                          max_symbols_per_frame: int = 1) -> List[List[int]]:
@@ -108,7 +104,7 @@ def modified_beam_search(model, enc: Tensor, enc_lengths: Tensor, beam: int = 4,
                 V = logp.shape[1]
                 total = (scores[:, None] + logp).reshape(-1)
                 # candidates of this round, and the hypotheses that already finished the frame
-                cand = [(s, "done", k) for k, s in ((k, v[0]) for k, v in done.items())]
+                cand = [(v[0], "done", k) for k, v in done.items()]
                 top = torch.topk(total, min(beam, total.numel()))
                 cand += [(s, "new", f) for s, f in zip(top.values.tolist(), top.indices.tolist())]
                 cand.sort(key=lambda c: -c[0])
@@ -127,14 +123,14 @@ def modified_beam_search(model, enc: Tensor, enc_lengths: Tensor, beam: int = 4,
                         target, pp = new_active, model.joiner.pred_proj(out)
                     if key in target:
                         old = target[key]
-                        target[key] = (_logaddexp(old[0], score), old[1], old[2])
+                        target[key] = (log_add(old[0], score), old[1], old[2])
                     else:
                         target[key] = (score, pp, ls)
                 done, active = new_done, new_active
                 if not active:
                     break
             for key, v in active.items():     # out of symbols on this frame: leave it without a blank
-                done[key] = (_logaddexp(done[key][0], v[0]), done[key][1], done[key][2]) if key in done else v
+                done[key] = (log_add(done[key][0], v[0]), done[key][1], done[key][2]) if key in done else v
             hyps = done
         best = max(hyps.items(), key=lambda kv: kv[1][0])[0]
         results.append(list(best))

@@ -58,7 +58,7 @@ def select_on_dev(candidates: Mapping[str, str], out: str, decode: str = "decode
     result: Dict[str, dict] = {}
     for seed in common:
         dev = {name: dev_error(root / seed, decode, langs, unit) for name, root in roots.items()}
-        chosen = min(dev, key=lambda n: (dev[n], list(dev).index(n)))
+        chosen = min(dev, key=dev.get)          # the first of equal errors: candidates keep their order
         link = out_dir / seed
         tmp = out_dir / f".{seed}.tmp"
         if tmp.is_symlink() or tmp.exists():

@@ -314,7 +314,7 @@ class TransducerModel(nn.Module):
             raise ValueError(f"transducer: input of {int(x_lengths.min())} frames is too short (need >= 7)")
         tokens = tokens[:, : int(token_lengths.max())]
         pred = self.predictor(tokens)
-        if joint_frame_chunk and joint_frame_chunk > 0:
+        if joint_frame_chunk > 0:
             return rnnt_loss_from_joiner(self.joiner.joint, self.joiner.enc_proj(enc), self.joiner.pred_proj(pred),
                                          tokens, enc_lengths, token_lengths, blank=self.blank_id,
                                          reduction=reduction, frame_chunk=joint_frame_chunk)
