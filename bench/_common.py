@@ -3,7 +3,9 @@
 Each bench prints its own human table, then ``summary(name, ratio, meaning)`` lines of the form
 ``RATIO<TAB>name<TAB>value<TAB>meaning`` that bench/run_all.sh collects into one table.
 """
+import resource
 import statistics
+import sys
 import time
 
 
@@ -32,3 +34,16 @@ def median_wall(fn, device, runs: int) -> float:
 
 def summary(name: str, value: float, meaning: str = "") -> None:
     print(f"RATIO\t{name}\t{value:.3f}\t{meaning}", flush=True)
+
+
+def peak_rss() -> int:
+    """This process's peak resident set size in bytes."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024  # bytes on macOS, KiB on Linux

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -37,23 +36,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+from _common import peak_rss, summary  # noqa: E402
 GiB = 2 ** 30
 CASES = ("base", "load", "mmap", "import", "import_read")
 LABELS = {"base": "python + torch + speechkd (no load)", "load": "torch.load", "mmap": "torch.load(mmap=True)",
           "import": "speechkd import_fairseq", "import_read": "speechkd import_fairseq, then every weight read"}
-
-
-def peak_rss() -> int:
-    """This process's peak resident set size in bytes."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss if sys.platform == "darwin" else rss * 1024  # bytes on macOS, KiB on Linux
 
 
 # ------------------------------------------------------------------------------------------ checkpoint
@@ -168,8 +156,6 @@ def main(argv=None):
     if args.worker:
         worker(args.worker, args.path)
         return 0
-    from _common import summary
-
     me = [sys.executable, str(Path(__file__).resolve())]
     size = ["--layers", str(args.layers), "--dim", str(args.dim), "--ffn", str(args.ffn), "--heads", str(args.heads),
             "--conv-dim", str(args.conv_dim), "--conv-pos", str(args.conv_pos), "--final-dim", str(args.final_dim)]

@@ -29,15 +29,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
+from _common import peak_rss, summary  # noqa: E402
+
 MiB = 2 ** 20
-
-
-def peak_rss() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 def reset_peak() -> None:
@@ -88,8 +82,6 @@ def main(argv=None):
     if args.case is not None:
         print(json.dumps(one_case(args, args.case)))
         return 0
-    from _common import summary
-
     base_args = [a for a in (argv if argv is not None else sys.argv[1:])]
     # glibc raises its mmap threshold after the first large free, and the heap then keeps freed chunks: RSS
     # grows with every same-sized chunk and hides what is live. A fixed threshold returns big blocks to the
