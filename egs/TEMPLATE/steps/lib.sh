@@ -6,6 +6,10 @@
 #   nonzero NUM                     true when the number NUM is not zero ("0", "0.0" are zero)
 #   run_pool MAX FN SPEC...         FN $SPEC (SPEC split into words) for each SPEC, at most MAX at once;
 #                                   waits for all, fails (status 1, naming the failed SPECs) if any failed
+#   scratch_finetune_opts           speechkd-finetune options of a from-scratch row: the architecture of --init,
+#                                   random weights, the front-end trained too (an array)
+scratch_finetune_opts=(--finetune.init_weights false --model.freeze_frontend false)
+
 log() { echo -e "$(date '+%F %T') ($(basename "$0")) $*"; }
 
 conf_suffix() { if [ "$1" = default ]; then echo ""; else echo "_$1"; fi; }

@@ -92,7 +92,7 @@ rows="$(for lam in $lambdas; do printf 'lam%s ' "$lam"; done)"
 finetune_one() {
   local row=$1 seed=$2 l=$3 dir=exp/$1/seed$2/$3 opts=() lam
   if [ "$row" = scratch ]; then
-    opts=(--finetune.init_weights false --model.freeze_frontend false)
+    opts=("${scratch_finetune_opts[@]}")
   else
     lam=${row#lam}
     if nonzero "$lam"; then

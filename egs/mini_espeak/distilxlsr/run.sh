@@ -160,7 +160,7 @@ init_of() {   # init_of NAME SEED: the checkpoint a fine-tuning row starts from
 finetune_one() {   # finetune_one NAME SEED: $(init_of NAME SEED) fine-tuned on $ft_sets -> exp/ft_NAME/seedSEED
   local name=$1 seed=$2 init opts=()
   init=$(init_of "$name" "$seed")
-  [ "$name" = scratch ] && opts=(--finetune_opts "--finetune.init_weights false --model.freeze_frontend false")
+  [ "$name" = scratch ] && opts=(--finetune_opts "${scratch_finetune_opts[*]}")
   log "stage 10: fine-tune $init${opts[*]:+ (architecture only: from scratch)} ($ft_mode: $ft_sets; seed $seed) -> exp/ft_$name/seed$seed"
   steps/finetune_langs.sh --cmd "$cuda_cmd --num-threads 1" --nj 1 --train_config conf/finetune${sfx}.yaml \
     --seed "$seed" --token_dir data/token_phone "${opts[@]}" "$init" "$ft_sets" exp/ft_$name/seed$seed

@@ -139,7 +139,7 @@ finetune_decode() {  # <run dir> <init model> <size>: CTC fine-tuning, then deco
   local dir=$1 init=$2 p=$3 seed=${1##*seed}
   if [ -f "$dir/ft$p/decode_test/score.json" ]; then log "stage 7: $dir/ft$p already scored, skipped"; return; fi
   local scratch_opts=()
-  case $dir in exp/scratch/*) scratch_opts=(--finetune.init_weights false --model.freeze_frontend false) ;; esac
+  case $dir in exp/scratch/*) scratch_opts=("${scratch_finetune_opts[@]}") ;; esac
   log "stage 7: CTC fine-tuning of $init${scratch_opts[*]:+ (architecture only: from scratch)} on ft$p (seed $seed) -> $dir/ft$p"
   mkdir -p "$dir/ft$p"
   ${cuda_cmd} --gpu 1 "$dir/ft$p/train.log" \
