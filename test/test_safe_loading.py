@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from speechkd.models.checkpoint import load_checkpoint, load_train_state
-from speechkd.train.trainer import get_rng_state, set_rng_state
+from speechkd.train.rng import get_rng_state, set_rng_state
 from speechkd.utils.errors import ConfigError
 
 transformers = pytest.importorskip("transformers")

@@ -9,7 +9,8 @@ import torch.nn as nn
 
 from speechkd.data.sampler import BucketBatchSampler
 from speechkd.models.checkpoint import write_checkpoint_dir
-from speechkd.train.trainer import Trainer, list_checkpoints, lr_lambda_factory
+from speechkd.train.optim import lr_lambda_factory
+from speechkd.train.trainer import Trainer, list_checkpoints
 from speechkd.utils.errors import SpeechkdError
 
 W_TRUE = torch.tensor([[1.0], [-2.0], [0.5], [3.0]])

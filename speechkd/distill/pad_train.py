@@ -54,7 +54,9 @@ from ..models.checkpoint import load_checkpoint
 from ..models.ssl import SSLModel
 from ..train.data import (DATA_DEFAULTS, copy_files_into, make_dataset, make_loader, resolve_cmvn,
                           units_per_second)
-from ..train.trainer import OPTIM_DEFAULTS, TRAIN_DEFAULTS, Trainer, seed_everything
+from ..train.optim import OPTIM_DEFAULTS
+from ..train.rng import seed_everything
+from ..train.trainer import TRAIN_DEFAULTS, Trainer
 from ..utils.config import merge, save_config
 from ..utils.errors import ConfigError, DataError
 from ..utils.fileio import atomic_write_text

@@ -67,7 +67,9 @@ from torch import nn
 from ..models.checkpoint import load_checkpoint
 from ..models.ssl import SSLModel
 from ..train.data import DATA_DEFAULTS, make_dataset, resolve_cmvn
-from ..train.trainer import OPTIM_DEFAULTS, TRAIN_DEFAULTS, Trainer, seed_everything
+from ..train.optim import OPTIM_DEFAULTS
+from ..train.rng import seed_everything
+from ..train.trainer import TRAIN_DEFAULTS, Trainer
 from ..utils.config import merge, save_config
 from ..utils.errors import ConfigError
 from .data import PairedDataset, make_distill_loader, spec_augment

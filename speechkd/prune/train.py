@@ -36,7 +36,7 @@ import torch
 
 from ..data.datadir import read_kv
 from ..models.checkpoint import write_checkpoint_dir
-from ..train.trainer import seed_everything
+from ..train.rng import seed_everything
 from ..train.transducer import (TRANSDUCER_DEFAULTS, TransducerHooks, build_transducer, count_params,
                                 plain_state_dict, train_transducer)
 from ..utils.config import merge

@@ -34,7 +34,9 @@ from ..models.ssl import MINI_SSL, SSLConfig, SSLModel
 from ..utils.config import merge, save_config
 from ..utils.errors import ConfigError, DataError
 from .data import DATA_DEFAULTS, make_dataset, make_loader, resolve_cmvn
-from .trainer import OPTIM_DEFAULTS, TRAIN_DEFAULTS, Trainer, seed_everything
+from .optim import OPTIM_DEFAULTS
+from .rng import seed_everything
+from .trainer import TRAIN_DEFAULTS, Trainer
 
 log = logging.getLogger("speechkd")
 

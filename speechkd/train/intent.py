@@ -34,7 +34,9 @@ from ..utils.config import merge, save_config
 from ..utils.errors import ConfigError
 from ..utils.fileio import atomic_open, atomic_write_text
 from .data import DATA_DEFAULTS, copy_files_into, make_dataset, make_loader, resolve_cmvn
-from .trainer import OPTIM_DEFAULTS, TRAIN_DEFAULTS, Trainer, seed_everything
+from .optim import OPTIM_DEFAULTS
+from .rng import seed_everything
+from .trainer import TRAIN_DEFAULTS, Trainer
 
 __all__ = ["INTENT_DEFAULTS", "IntentTask", "select_labelled", "finetune_intent", "intent_score",
            "evaluate_intent"]

@@ -28,14 +28,16 @@ an uninterrupted one.
 Under DDP (``torchrun``: env ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``) the model is wrapped in
 ``DistributedDataParallel`` and ``step_fn`` receives the wrapper: call ``model(...)`` for the forward pass
 (so gradients are synchronised) and :func:`unwrap_model` for attributes.
+
+The loop's parts live beside it, each usable alone: :mod:`.optim` (AdamW and the lr schedule), :mod:`.rng`
+(seeding, RNG states for exact resume), :mod:`.distributed` (device, rank, process group); this module is
+the loop itself (one cohesive class: step, accumulate, validate, checkpoint, resume).
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import math
-import os
-import random
 import re
 import shutil
 import time
@@ -43,14 +45,16 @@ import warnings
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
-import numpy as np
 import torch
 import torch.nn as nn
 
 from ..models.checkpoint import load_state_file, load_train_state, write_checkpoint_dir
 from ..utils.config import merge
 from ..utils.errors import ConfigError, SpeechkdError
+from .distributed import init_process, mean_over_ranks, move_to, unwrap_model  # noqa: F401 (re-export)
+from .optim import OPTIM_DEFAULTS, build_optimizer, lr_lambda_factory  # noqa: F401 (re-export)
 from .precision import autocast, resolve_precision
+from .rng import get_rng_state, seed_everything, set_rng_state  # noqa: F401 (re-export)
 
 log = logging.getLogger("speechkd")
 
@@ -78,90 +82,8 @@ TRAIN_DEFAULTS: Dict = {
     "find_unused_parameters": False,
 }
 
-#: Defaults of the optimizer section.
-OPTIM_DEFAULTS: Dict = {
-    "lr": 1e-3,
-    "weight_decay": 0.01,
-    "betas": [0.9, 0.98],
-    "eps": 1e-8,
-    "warmup_steps": 0,
-    "scheduler": "linear",      # linear | cosine | constant (after warmup)
-    "min_lr_ratio": 0.0,
-}
-
 _STEP_RE = re.compile(r"^step_(\d+)$")
 _CKPT_FILES = ("config.yaml", "model.pt", "train_state.pt")
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel/DataParallel wrapper (or the model itself)."""
-    return model.module if hasattr(model, "module") and isinstance(
-        model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
-
-
-def move_to(batch, device):
-    """Move every tensor of a (nested) batch to ``device``."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: move_to(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in batch):
-        return type(batch)(move_to(v, device) for v in batch)
-    return batch
-
-
-def get_rng_state() -> Dict:
-    """All global RNG states as tensors and plain containers (so ``train_state.pt`` loads with
-    ``torch.load(weights_only=True)``: no numpy arrays, no pickled Python objects)."""
-    version, internal, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
-                        "gauss": gauss},
-             "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-                       "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: Dict) -> None:
-    """Inverse of :func:`get_rng_state` (also accepts the legacy tuple / numpy-array form)."""
-    py, npst = state["python"], state["numpy"]
-    if isinstance(py, dict):
-        py = (py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"])
-    random.setstate(py)
-    if isinstance(npst, dict):
-        npst = (npst["kind"], np.asarray(npst["keys"].numpy(), dtype=np.uint32), npst["pos"],
-                npst["has_gauss"], npst["cached_gaussian"])
-    np.random.set_state(npst)
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
-    torch.manual_seed(seed)
-
-
-def lr_lambda_factory(warmup: int, total: Optional[int], kind: str, min_ratio: float) -> Callable[[int], float]:
-    """Multiplier of the base lr at optimizer step ``s`` (0-based): linear warmup then decay."""
-    if kind not in ("linear", "cosine", "constant"):
-        raise ConfigError(f"unknown scheduler '{kind}' (linear, cosine, constant)")
-
-    def fn(s: int) -> float:
-        if warmup > 0 and s < warmup:
-            return (s + 1) / warmup
-        if kind == "constant" or not total or total <= warmup:
-            return 1.0
-        frac = min(1.0, (s - warmup) / max(1, total - warmup))
-        if kind == "linear":
-            return min_ratio + (1 - min_ratio) * (1 - frac)
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
-
-    return fn
 
 
 def list_checkpoints(exp_dir) -> list:
@@ -212,23 +134,13 @@ class Trainer:
         self.extra_save_fn = extra_save_fn
 
         # --- distributed / device
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        dev = self.tcfg["device"]
-        if dev == "auto":
-            dev = "cuda" if torch.cuda.is_available() else "cpu"
-        if dev == "cuda" and self.world_size > 1:
-            dev = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-            torch.cuda.set_device(torch.device(dev))
-        self.device = torch.device(dev)
-        if self.world_size > 1 and not torch.distributed.is_initialized():
-            torch.distributed.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")
+        self.device, self.rank, self.world_size = init_process(self.tcfg["device"])
         self.is_main = self.rank == 0
 
         seed_everything(int(self.tcfg["seed"]))
         self.model = model.to(self.device)
         self._apply_freeze()
-        self.optimizer = self._build_optimizer()
+        self.optimizer = build_optimizer(self.model, self.ocfg)
         self.ddp_model = self.model
         if self.world_size > 1:
             self.ddp_model = nn.parallel.DistributedDataParallel(
@@ -264,18 +176,6 @@ class Trainer:
             if any(n.startswith(pre) for pre in prefixes):
                 p.requires_grad_(False)
         self._timed_freeze = [(pre, int(n)) for pre, n in (self.tcfg["freeze_steps"] or {}).items()]
-
-    def _build_optimizer(self) -> torch.optim.Optimizer:
-        decay, no_decay = [], []
-        for _, p in self.model.named_parameters():
-            if p.requires_grad:
-                (decay if p.dim() >= 2 else no_decay).append(p)
-        if not decay and not no_decay:
-            raise ConfigError("no trainable parameters (check train.freeze)")
-        groups = [{"params": decay, "weight_decay": float(self.ocfg["weight_decay"])},
-                  {"params": no_decay, "weight_decay": 0.0}]
-        return torch.optim.AdamW([g for g in groups if g["params"]], lr=float(self.ocfg["lr"]),
-                                 betas=tuple(float(b) for b in self.ocfg["betas"]), eps=float(self.ocfg["eps"]))
 
     def _frozen_now(self):
         return [pre for pre, n in self._timed_freeze if self.step < n]
@@ -348,17 +248,6 @@ class Trainer:
         return True
 
     # ------------------------------------------------------------------ logging
-    def _mean_over_ranks(self, stats: Dict[str, float]) -> Dict[str, float]:
-        """Under DDP, average logged statistics over ranks, so the logged loss curve is that of the global
-        batch (the same curve as one process at the same global batch). Collective: every rank calls it."""
-        if self.world_size <= 1 or not stats:
-            return stats
-        keys = sorted(stats)
-        t = torch.tensor([float(stats[k]) for k in keys], dtype=torch.float64,
-                         device=self.device if self.device.type == "cuda" else "cpu")
-        torch.distributed.all_reduce(t)
-        return {k: float(v) / self.world_size for k, v in zip(keys, t.tolist())}
-
     def _log(self, stats: Dict[str, float], prefix: str = "train") -> None:
         if not self.is_main:
             return
@@ -542,7 +431,7 @@ class Trainer:
                 if acc_n:
                     bar.set_postfix(loss=f"{acc_stats['loss'] / acc_n:.4g}", refresh=False)
                 if log_iv and self.step % log_iv == 0 and acc_n:
-                    out = self._mean_over_ranks({k: v / acc_n for k, v in acc_stats.items()})
+                    out = mean_over_ranks({k: v / acc_n for k, v in acc_stats.items()}, self.world_size, self.device)
                     out["grad_norm"] = gnorm
                     if self.nan_skipped:
                         out["nan_skipped"] = self.nan_skipped

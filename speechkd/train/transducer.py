@@ -38,7 +38,9 @@ from ..utils.config import merge, save_config
 from ..utils.errors import ConfigError, DataError
 from ..utils.fileio import atomic_write_text
 from .data import DATA_DEFAULTS, resolve_cmvn
-from .trainer import OPTIM_DEFAULTS, TRAIN_DEFAULTS, Trainer, seed_everything
+from .optim import OPTIM_DEFAULTS
+from .rng import seed_everything
+from .trainer import TRAIN_DEFAULTS, Trainer
 
 __all__ = ["TRANSDUCER_DEFAULTS", "MODES", "LanguageBatchSampler", "plain_state_dict", "language_utts",
            "make_transducer_loader", "build_transducer", "count_params", "TransducerHooks", "train_transducer"]
