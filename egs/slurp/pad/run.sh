@@ -20,10 +20,11 @@ stop_stage=100
 slurp_root=          # SLURP checkout (required for stage 1)
 speech_model=        # speech SSL checkpoint: HF dir or fairseq .pt (required for stage 2)
 text_model=          # BERT-like HF encoder dir (required from stage 3)
-methods="mse cosine infonce uniform pad pad_noprior pad_word"
-seeds="1 2"
-all_seed_methods="none pad"
-per_intent=0         # 0: the whole training set labels the intent head; N > 0: N utterances per intent
+# empty = the default of steps/pad_slu.sh (which owns them for every real SLU recipe; shown in brackets)
+methods=             # distillation methods ["mse cosine infonce uniform pad pad_noprior pad_word"]
+seeds=               # seeds of the methods in all_seed_methods ["1 2"]
+all_seed_methods=    # methods run with every seed, the rest with the first ["none pad"]
+per_intent=          # 0: the whole training set labels the intent head; N > 0: N utterances per intent [0]
 conf_tag=default     # picks conf/*.yaml (default) or conf/*_<tag>.yaml
 help_message="Usage: $0 --slurp_root DIR --speech_model PATH --text_model DIR [--methods '...'] [--seeds '1 2'] [--stage N] [--stop_stage N]"
 
@@ -39,6 +40,8 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
 fi
 
 # stages 2-5 (import, distillation, intent classification, RESULTS.md): the same for every real SLU corpus
+step_opts=()
+for v in methods seeds all_seed_methods per_intent; do [ -z "${!v}" ] || step_opts+=("--$v" "${!v}"); done
 steps/pad_slu.sh --stage "$stage" --stop_stage "$stop_stage" --conf_tag "$conf_tag" --valid data/devel \
-  --speech_model "$speech_model" --text_model "$text_model" --methods "$methods" --seeds "$seeds" \
-  --all_seed_methods "$all_seed_methods" --per_intent "$per_intent" --cuda_cmd "$cuda_cmd" --decode_cmd "$decode_cmd"
+  --speech_model "$speech_model" --text_model "$text_model" --cuda_cmd "$cuda_cmd" --decode_cmd "$decode_cmd" \
+  "${step_opts[@]}"
