@@ -211,6 +211,20 @@ def test_optional_rows_left_out_with_their_claims_when_not_run(tmp_path):
     assert "| V1 | 4.0 |" in text and "**V1 at most 5**" in text and "Not run" not in text
 
 
+def test_fit_claims_keeps_what_the_table_can_decide():
+    from speechkd.asr.results import fit_claims
+
+    claims = [{"name": "a>b", "better": "A", "worse": "B", "columns": ["x", "y"]},
+              {"name": "a>c", "better": "A", "worse": "C"},
+              {"name": "b<=5", "row": "B", "column": "y", "at_most": 5},
+              {"name": "a>b on z", "better": "A", "worse": "B", "columns": ["z"]}]
+    kept, dropped = fit_claims(claims, {"A", "B"}, {"x"})
+    assert kept == [{"name": "a>b", "better": "A", "worse": "B", "columns": ["x"]}]
+    assert dropped == [("a>c", "row 'C' not run"), ("b<=5", "column 'y' not in this run"),
+                       ("a>b on z", "none of its columns in this run")]
+    assert claims[0]["columns"] == ["x", "y"]        # the input is not modified
+
+
 def test_readings_apply_only_to_the_numbers_they_were_written_for(tmp_path):
     import re
 

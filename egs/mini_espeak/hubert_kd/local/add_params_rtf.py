@@ -22,6 +22,7 @@ import json
 import sys
 from pathlib import Path
 
+from speechkd.asr.results import fit_claims
 from speechkd.models.checkpoint import load_checkpoint
 from speechkd.utils.config import load_yaml, save_config
 from speechkd.utils.fileio import atomic_write_text
@@ -75,28 +76,6 @@ def teacher_notes(teacher="exp/teacher", data="data/dev") -> list:
         notes.append(f"Teacher hidden states (input, layers 1..{len(out.hidden_states) - 1}): mean std over time "
                      f"on one dev utterance = {stds}.")
     return notes
-
-
-def fit_claims(claims, rows, columns):
-    """The claims whose rows were run, restricted to the columns present; ``(kept, [(name, why), ...])``."""
-    kept, dropped = [], []
-    for c in claims:
-        names = [c[k] for k in ("better", "worse", "row") if k in c]
-        missing = [n for n in names if n not in rows]
-        if missing:
-            dropped.append((c["name"], f"row '{missing[0]}' not run"))
-            continue
-        if "columns" in c:
-            cols = [x for x in c["columns"] if x in columns]
-            if not cols:
-                dropped.append((c["name"], "none of its columns in this run"))
-                continue
-            c = dict(c, columns=cols)
-        elif "column" in c and c["column"] not in columns:
-            dropped.append((c["name"], f"column '{c['column']}' not in this run"))
-            continue
-        kept.append(c)
-    return kept, dropped
 
 
 def main(argv=None):
