@@ -147,7 +147,7 @@ def test_model_layer_frames_rejects_bad_layer(mfcc_and_fbank, tmp_path):
 
 def test_default_masking_covers_about_half_of_the_frames():
     """HuBERT's mask_prob 0.8 with spans of 10: 40-60 % of the frames of 2-10 s utterances are masked."""
-    from speechkd.models.components import compute_mask_indices
+    from speechkd.models.masking import compute_mask_indices
     from speechkd.train.hubert import PRETRAIN_DEFAULTS
 
     m = PRETRAIN_DEFAULTS["model"]

@@ -8,7 +8,8 @@ import torch
 
 from speechkd.models.checkpoint import build_model, load_checkpoint, save_checkpoint
 from speechkd.models.components import (FbankFrontend, SelfAttention, TransformerEncoder, build_attention_mask,
-                                        compute_mask_indices, lengths_to_padding_mask)
+                                        lengths_to_padding_mask)
+from speechkd.models.masking import compute_mask_indices
 from speechkd.models.ctc import CTCModel
 from speechkd.models.heads import IntentHead, masked_mean
 from speechkd.models.ssl import SSLConfig, SSLModel, hubert_base, mini_ssl, wav2vec2_base, xlsr_large

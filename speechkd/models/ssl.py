@@ -26,7 +26,8 @@ from torch import Tensor, nn
 from ..utils.errors import ConfigError
 from .checkpoint import register_model
 from .components import (WAV2VEC2_CONV_LAYERS, ConvFeatureExtractor, FbankFrontend, FeatureProjection,
-                         TimeChannelMasking, TransformerEncoder, lengths_to_padding_mask)
+                         TransformerEncoder, lengths_to_padding_mask)
+from .masking import TimeChannelMasking
 
 
 FEATURE_PADDING = ("lengths", "fairseq_hubert")
