@@ -212,7 +212,7 @@ def test_optional_rows_left_out_with_their_claims_when_not_run(tmp_path):
 
 
 def test_fit_claims_keeps_what_the_table_can_decide():
-    from speechkd.asr.results import fit_claims
+    from speechkd.asr.claims import fit_claims
 
     claims = [{"name": "a>b", "better": "A", "worse": "B", "columns": ["x", "y"]},
               {"name": "a>c", "better": "A", "worse": "C"},

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from typing import Dict, List, Mapping, Sequence
 
-__all__ = ["paired_t", "decide_claim", "claim_lines", "target_lines"]
+__all__ = ["paired_t", "decide_claim", "claim_lines", "target_lines", "fit_claims"]
 
 
 def _t_sf(t: float, df: int) -> float:
@@ -137,3 +137,26 @@ def target_lines(claim: Mapping, per_run: Mapping[str, Mapping[str, Mapping[str,
         ok = mean >= bound
     return [f"- **{claim['name']}** ({row}, {col} {rel} {bound:g}): {'met' if ok else 'not met'}: "
             f"mean {mean:.{digits}f} ± {_sd(vals):.{digits}f} over {len(vals)} run(s), worst {worst:.{digits}f}"]
+
+
+def fit_claims(claims, rows, columns):
+    """The claims a table with these ``rows`` and ``columns`` (names) can decide, restricted to the columns
+    present: ``(kept, [(claim name, why dropped), ...])``. Used for optional rows that were not run and by
+    recipes that trim a spec to what they ran (hubert_kd's local/add_params_rtf.py)."""
+    kept, dropped = [], []
+    for c in claims:
+        missing = [c[k] for k in ("better", "worse", "row") if k in c and c[k] not in rows]
+        if missing:
+            dropped.append((c["name"], f"row '{missing[0]}' not run"))
+            continue
+        if "columns" in c:
+            cols = [x for x in c["columns"] if x in columns]
+            if not cols:
+                dropped.append((c["name"], "none of its columns in this run"))
+                continue
+            c = dict(c, columns=cols)
+        elif "column" in c and c["column"] not in columns:
+            dropped.append((c["name"], f"column '{c['column']}' not in this run"))
+            continue
+        kept.append(c)
+    return kept, dropped

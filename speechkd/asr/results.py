@@ -259,35 +259,14 @@ def _stats_of(score: dict, unit: Optional[str], lang: Optional[str], path: Path)
 
 
 # ------------------------------------------------------------------------------------------- document
-def fit_claims(claims, rows, columns):
-    """The claims a table with these ``rows`` and ``columns`` (names) can decide, restricted to the columns
-    present: ``(kept, [(claim name, why dropped), ...])``. Used for optional rows that were not run and by
-    recipes that trim a spec to what they ran (hubert_kd's local/add_params_rtf.py)."""
-    kept, dropped = [], []
-    for c in claims:
-        missing = [c[k] for k in ("better", "worse", "row") if k in c and c[k] not in rows]
-        if missing:
-            dropped.append((c["name"], f"row '{missing[0]}' not run"))
-            continue
-        if "columns" in c:
-            cols = [x for x in c["columns"] if x in columns]
-            if not cols:
-                dropped.append((c["name"], "none of its columns in this run"))
-                continue
-            c = dict(c, columns=cols)
-        elif "column" in c and c["column"] not in columns:
-            dropped.append((c["name"], f"column '{c['column']}' not in this run"))
-            continue
-        kept.append(c)
-    return kept, dropped
-
-
 def build_results(spec, root=".", env: Optional[dict] = None, strict: bool = False,
                   spec_name: str = "") -> str:
     """Return RESULTS.md text for a table spec (see module doc); paths are relative to ``root``."""
     spec = load_table_spec(spec)
     root = Path(root)
     env = env if env is not None else collect_environment(root)
+    from .claims import fit_claims
+
     not_run = [r["name"] for r in spec["rows"] if r.get("optional") and not glob.glob(str(root / r["exp"]))]
     if not_run:   # optional rows (e.g. an earlier version's runs) are left out, with their claims, when absent
         spec = dict(spec, rows=[r for r in spec["rows"] if r["name"] not in not_run],

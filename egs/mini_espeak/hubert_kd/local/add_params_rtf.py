@@ -22,7 +22,7 @@ import json
 import sys
 from pathlib import Path
 
-from speechkd.asr.results import fit_claims
+from speechkd.asr.claims import fit_claims
 from speechkd.models.checkpoint import load_checkpoint
 from speechkd.utils.config import load_yaml, save_config
 from speechkd.utils.fileio import atomic_write_text
