@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from speechkd.distill import pad_train as pt
+from speechkd.distill import pad_units as pu
 from speechkd.train import intent as it
 from speechkd.distill.pad import (PADLoss, normalise_prior, normalise_targets, target_statistics, uniform_prior,
                                  weighted_alignment_loss)
@@ -23,17 +24,17 @@ TINY = dict(frontend="fbank", d_model=16, n_layers=1, n_heads=2, ffn_dim=32, pos
 def test_pad_reads_ctm_with_align_ctm(tmp_path):
     from speechkd.align.ctm import read_ctm
 
-    assert pt.read_ctm is read_ctm                                   # one CTM reader
+    assert pu.read_ctm is read_ctm                                   # one CTM reader
     p = tmp_path / "words.ctm"
     p.write_text("u1 1 0.00 0.20 turn\nu1 1 0.20 0.30 on\nu2 1 0.1 0.1 hi\n")
-    got = {u: [(e.token, e.start, e.dur) for e in es] for u, es in pt.read_ctm(p).items()}
+    got = {u: [(e.token, e.start, e.dur) for e in es] for u, es in pu.read_ctm(p).items()}
     assert got == {"u1": [("turn", 0.0, 0.2), ("on", 0.2, 0.3)], "u2": [("hi", 0.1, 0.1)]}
     p.write_text("u1 1 0.00 0.20 turn\nu1 1 x 0.30 on\n")
     with pytest.raises(DataError, match=r"words.ctm:2:"):
-        pt.read_ctm(p)
+        pu.read_ctm(p)
     p.write_text("u1 1 0.00\n")
     with pytest.raises(DataError, match=r"words.ctm:1:"):
-        pt.read_ctm(p)
+        pu.read_ctm(p)
 
 
 def _ctm(rows):
@@ -45,12 +46,12 @@ def _ctm(rows):
 def test_text_units_and_unit_record_by_hand():
     pieces = torch.tensor([[1.0, 0.0], [3.0, 2.0], [5.0, 4.0]])
     # word 0 = piece 0 ("▁on", 2 letters); word 1 = pieces 1, 2 ("▁l" 1 letter, "ights" 5 letters)
-    tu = pt.TextUnits(pieces, [0, 1, 1], ["▁on", "▁l", "ights"], [2, 1, 5])
+    tu = pu.TextUnits(pieces, [0, 1, 1], ["▁on", "▁l", "ights"], [2, 1, 5])
     assert tu.words.tolist() == [[1.0, 0.0], [4.0, 3.0]]
     assert tu.utterance.tolist() == [[3.0, 2.0]]
     words = _ctm([("on", 0.0, 0.2), ("lights", 0.2, 0.6)])
     phones = _ctm([("a", 0.0, 0.1), ("l", 0.2, 0.1), ("t", 0.5, 0.1)])
-    rec = pt._unit_record("u", tu, words, phones, 40, 50.0, ["on", "lights"],
+    rec = pu._unit_record("u", tu, words, phones, 40, 50.0, ["on", "lights"],
                           ["utterance", "word", "subword", "phone"])
     assert rec["spans"]["utterance"] == [(0, 40)]
     assert rec["spans"]["word"] == [(0, 10), (10, 40)]
@@ -63,13 +64,13 @@ def test_text_units_and_unit_record_by_hand():
     assert rec["labels"]["subword"] == ["▁on", "▁l", "ights"]
     assert rec["durations"]["word"] == [10.0, 30.0]
     with pytest.raises(DataError, match="differ"):
-        pt._unit_record("u", tu, _ctm([("on", 0, .2), ("light", .2, .4)]), None, 40, 50.0, ["on", "lights"], ["word"])
+        pu._unit_record("u", tu, _ctm([("on", 0, .2), ("light", .2, .4)]), None, 40, 50.0, ["on", "lights"], ["word"])
     with pytest.raises(DataError, match="2 words"):
-        pt._unit_record("u", tu, words + _ctm([("x", .6, .1)]), None, 40, 50.0, ["on", "lights", "x"], ["word"])
+        pu._unit_record("u", tu, words + _ctm([("x", .6, .1)]), None, 40, 50.0, ["on", "lights", "x"], ["word"])
     # no CTM: the text model's words, spans from their letters (2 : 6 over 40 frames)
-    rec = pt._unit_record("u", tu, None, None, 40, 50.0, ["on", "lights"], ["word"])
-    assert rec["spans"]["word"] == [(0, 10), (10, 40)] == pt.char_spans(["on", "lights"], 40)
-    rec = pt._unit_record("u", tu, None, None, 40, 50.0, ["on", "lights!", "?"], ["word"])
+    rec = pu._unit_record("u", tu, None, None, 40, 50.0, ["on", "lights"], ["word"])
+    assert rec["spans"]["word"] == [(0, 10), (10, 40)] == pu.char_spans(["on", "lights"], 40)
+    rec = pu._unit_record("u", tu, None, None, 40, 50.0, ["on", "lights!", "?"], ["word"])
     assert rec["spans"]["word"] == [(0, 10), (10, 40)] and rec["labels"]["word"] == ["on", "lights"]
 
 
@@ -78,17 +79,17 @@ def test_priors_by_hand():
                    "durations": {"word": [10.0, 30.0], "utterance": [40.0]}},
              "b": {"labels": {"word": ["on", "on"], "utterance": ["<utt>"]},
                    "durations": {"word": [5.0, 5.0], "utterance": [10.0]}}}
-    counts = pt.add_priors(table, {"word": "frequency", "utterance": "uniform", "alpha": 1.0, "smoothing": 0.0},
+    counts = pu.add_priors(table, {"word": "frequency", "utterance": "uniform", "alpha": 1.0, "smoothing": 0.0},
                            ["word", "utterance"])
     assert counts["word"] == {"on": 3, "lights": 1}
     # w ∝ 1/count: on 1/3, lights 1 → [0.25, 0.75]
     assert table["a"]["weights"]["word"].tolist() == pytest.approx([0.25, 0.75])
     assert table["b"]["weights"]["word"].tolist() == pytest.approx([0.5, 0.5])
     assert table["a"]["weights"]["utterance"].tolist() == [1.0]
-    pt.add_priors(table, {"word": "duration", "alpha": 1.0, "smoothing": 0.0}, ["word"])
+    pu.add_priors(table, {"word": "duration", "alpha": 1.0, "smoothing": 0.0}, ["word"])
     assert table["a"]["weights"]["word"].tolist() == pytest.approx([0.25, 0.75])
     with pytest.raises(ConfigError, match="unknown prior"):
-        pt.add_priors(table, {"word": "zipf", "alpha": 1.0, "smoothing": 0.0}, ["word"])
+        pu.add_priors(table, {"word": "zipf", "alpha": 1.0, "smoothing": 0.0}, ["word"])
 
 
 def test_pad_loss_pieces_not_covered_elsewhere():
@@ -147,14 +148,14 @@ def test_unit_tables_normalised_with_the_training_statistics():
     train, valid = _table_for([40, 30, 20]), _table_for([30])
     raw_train = {u: {g: r["text"][g].clone() for g in r["text"]} for u, r in train.items()}
     raw_valid = valid["u0"]["text"]["word"].clone()
-    summary = pt.normalise_unit_tables(train, [valid], ["utterance", "word"], "center")
+    summary = pu.normalise_unit_tables(train, [valid], ["utterance", "word"], "center")
     assert set(summary) == {"utterance", "word"} and -1.0 <= summary["word"]["cos_after"] <= 1.0
     word_mean = torch.cat([raw_train[u]["word"] for u in raw_train]).mean(0)
     torch.testing.assert_close(valid["u0"]["text"]["word"], raw_valid - word_mean)   # train mean, not valid's
     torch.testing.assert_close(torch.cat([r["text"]["word"] for r in train.values()]).mean(0),
                                torch.zeros(6), atol=1e-6, rtol=0)
     with pytest.raises(ConfigError, match="target_norm"):
-        pt.normalise_unit_tables(train, [], ["word"], "whiten")
+        pu.normalise_unit_tables(train, [], ["word"], "whiten")
 
 
 def test_pad_task_forward_backward():
