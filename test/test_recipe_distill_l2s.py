@@ -32,7 +32,7 @@ def _losses(train_log: Path, key: str):
 
 def test_mini_espeak_distill_l2s_smoke(tmp_path, smoke_zoo):
     d = copy_recipe("mini_espeak/distill_l2s", tmp_path)
-    _run(["./run.sh", "--conf_tag", "smoke"], d, timeout=900, SPEECHKD_ZOO=str(smoke_zoo))
+    _run(["./run.sh", "--conf_tag", "smoke", "--text_control", "true"], d, timeout=900, SPEECHKD_ZOO=str(smoke_zoo))
 
     # both teachers are the zoo's, linked (no private speech model or text model trained)
     for link, name in (("exp/teacher/model", "ssl_ml"), ("exp/text_lm/model", "text_ml")):
@@ -65,7 +65,19 @@ def test_mini_espeak_distill_l2s_smoke(tmp_path, smoke_zoo):
         assert "random weights (finetune.init_weights: false)" in (scratch / "train.log").read_text()
         assert_rescored(scratch / "decode_test/score.json", d)
 
+    # the control row: the same L2S term from text_ml's architecture and tokenizer with random weights
+    rand = d / "exp/text_rand/model"
+    assert json.loads((rand / "config.json").read_text())["hidden_size"] == \
+        json.loads((d / "exp/text_lm/model/config.json").read_text())["hidden_size"]
+    for lang in ("de", "ru"):
+        ctl = d / f"exp/randtext0.5/seed1/{lang}"
+        assert "text_rand" in (ctl / "config.yaml").read_text() and "weight: 0.5" in (ctl / "config.yaml").read_text()
+        assert (d / f"exp/l2s_text_states_rand/{lang}.pt").exists()
+        assert_rescored(ctl / "decode_test/score.json", d)
+
     text = (d / "RESULTS_smoke.md").read_text()
+    assert "| Distill-L2S λ=0.5, random-weight text model (control) |" in text
+    assert "the trained text teacher helps beyond" in text
     assert "| Distill-L2S, λ chosen on dev (per seed) |" in text
     assert "the speech teacher beats training from scratch" in text
     assert "| plain fine-tuning (λ=0) |" in text and "| Distill-L2S λ=0.5 |" in text

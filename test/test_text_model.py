@@ -74,3 +74,29 @@ def test_read_text_file(tmp_path):
     p.write_text("u1 hello\nu2\n")
     with pytest.raises(DataError, match=":2:"):
         read_text_file(p)
+
+
+def test_random_text_model_like_keeps_architecture_and_tokenizer(tmp_path):
+    """The control teacher of distill_l2s: same config and tokenizer, new weights, loadable by TextEncoder."""
+    import json
+
+    from speechkd.bin.train_text_model import main as cli
+    from speechkd.models.text import random_text_model_like
+
+    train_mini_mlm(_corpus(100), tmp_path / "tt", vocab_size=80, n_layers=1, d_model=16, n_heads=2,
+                   ffn_dim=32, steps=20, batch_size=8, progress=False)
+    out = random_text_model_like(tmp_path / "tt", tmp_path / "rand", seed=1)
+    cfg_a, cfg_b = (json.loads((d / "config.json").read_text()) for d in (tmp_path / "tt", out))
+    keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+    assert all(cfg_a[k] == cfg_b[k] for k in keys)
+    a, b = TextEncoder(tmp_path / "tt"), TextEncoder(out)
+    sent = "the cat sat on a mat"
+    assert a.tokenizer.tokenize(sent) == b.tokenizer.tokenize(sent)                 # same pieces
+    sa, sb = a.encode([sent])[0], b.encode([sent])[0]
+    assert sa.shape == sb.shape and not torch.allclose(sa, sb, atol=1e-2)          # other weights
+    assert torch.equal(TextEncoder(random_text_model_like(tmp_path / "tt", tmp_path / "r2", seed=1))
+                       .encode([sent])[0], sb)                                      # seeded
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    with pytest.raises(SystemExit) as e:       # trains nothing: a --text with it is an error, not ignored
+        cli(["--random-like", str(tmp_path / "tt"), "--out", str(tmp_path / "r3"), "--text", "x"])
+    assert e.value.code != 0 and not (tmp_path / "r3").exists()

@@ -13,6 +13,9 @@ Usage::
     # plain text, one sentence a line (e.g. the zoo's text pool, speechkd-make-text-pool)
     speechkd-train-text-model --config conf/text_lm.yaml --lines data/text_pool/text --out exp/zoo/text_ml
 
+    # a control teacher: text_ml's architecture and tokenizer, random weights (no training)
+    speechkd-train-text-model --random-like exp/zoo/text_ml --out exp/text_rand --seed 0
+
 Config (``text_lm:`` section, arguments of :func:`speechkd.models.text.train_mini_mlm`): vocab_size,
 n_layers, d_model, n_heads, ffn_dim, steps, batch_size, lr, max_length, mask_prob, seed, precision
 (auto|fp32|bf16; auto = bf16 autocast on a CPU with bf16 units, loss in fp32). Writes ``<out>/``
@@ -45,12 +48,23 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--lines", action="append", default=[],
                    help="plain text file, one text a line; repeatable (with or instead of --text)")
     p.add_argument("--out", required=True, help="output HF model directory")
+    p.add_argument("--random-like", metavar="DIR",
+                   help="no training: DIR's architecture and tokenizer with random weights (a control teacher)")
+    p.add_argument("--seed", type=int, default=0, help="with --random-like: the initialisation seed")
     p.add_argument("--no-progress", action="store_true")
     return p
 
 
 def _main(argv=None):
     args = parse_args(get_parser(), argv)
+    if args.random_like:
+        from ..models.text import random_text_model_like
+
+        if args.text or args.lines or args.config:
+            raise ConfigError("--random-like trains nothing: give no --config, --text or --lines with it")
+        out = random_text_model_like(args.random_like, args.out, seed=args.seed)
+        print(f"{out}: {args.random_like}'s architecture and tokenizer, random weights (seed {args.seed})")
+        return 0
     from ..models.text import read_text_file, train_mini_mlm
 
     cfg = load_config(args.config, args.overrides, defaults=DEFAULTS)

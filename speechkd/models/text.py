@@ -243,6 +243,38 @@ def train_mini_mlm(texts: Sequence[str], out_dir, vocab_size: int = 500, n_layer
             "precision": prec_name, "model": model, "tokenizer": tok}
 
 
+def random_text_model_like(src_dir, out_dir, seed: int = 0) -> Path:
+    """A control teacher: the architecture and tokenizer of the HF masked LM in ``src_dir`` with freshly
+    initialised weights (the transformers initialiser, ``seed``), saved to ``out_dir`` in the same format
+    (temporary dir + rename). What a distillation term transfers from it is the text's structure (token
+    identities, positions, lengths) but no learned knowledge: the row that tells whether a text teacher's
+    training is what helps."""
+    from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+
+    src_dir, out_dir = Path(src_dir), Path(out_dir)
+    if not (src_dir / "config.json").is_file():
+        raise ConfigError(f"{src_dir}: not a Hugging Face model dir (no config.json)")
+    cfg = AutoConfig.from_pretrained(str(src_dir), local_files_only=True)
+    tok = AutoTokenizer.from_pretrained(str(src_dir), local_files_only=True)
+    torch.manual_seed(seed)
+    model = AutoModelForMaskedLM.from_config(cfg).eval()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))
+        if (src_dir / "spm.model").is_file():
+            shutil.copy2(src_dir / "spm.model", tmp / "spm.model")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("random-weight text model like %s (seed %d) -> %s", src_dir, seed, out_dir)
+    return out_dir
+
+
 def read_text_file(path) -> List[str]:
     """Transcripts from a Kaldi ``text`` file (``utt words...``): list of the word strings."""
     texts = []

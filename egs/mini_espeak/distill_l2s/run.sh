@@ -33,8 +33,12 @@ text_layer=-1      # hidden-state index of the text model
 teacher=           # speech model checkpoint dir (default: the zoo's ssl_ml, steps/zoo_teacher.sh)
 text_teacher=      # text model dir, Hugging Face format (default: the zoo's text_ml)
 scratch=true       # also a from-scratch row (exp/scratch): the speech teacher's architecture, random weights
+text_control=false # also a control row (exp/randtext<λ>): the L2S term at λ = control_lambda from the text
+                   # teacher's architecture and tokenizer with random weights: does the text model's training help?
+control_lambda=0.5 # λ of the control row (conf/results.yaml names the λ = 0.5 row)
+only_rows=         # stages 5-6 on these rows only (e.g. 'randtext0.5' to add the control to a finished run)
 corpus_seed=1
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--langs 'de ru'] [--lambdas '0 0.5'] [--seeds '1 2'] [--teacher DIR] [--text_teacher DIR]"
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--langs 'de ru'] [--lambdas '0 0.5'] [--seeds '1 2'] [--teacher DIR] [--text_teacher DIR] [--text_control true]"
 
 . ./path.sh
 . ./cmd.sh
@@ -82,17 +86,27 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
       "exp/text_lm/model (${text_teacher:-zoo text_ml})"
   steps/zoo_teacher.sh --conf_tag "$conf_tag" --teacher "$teacher" ssl_ml exp/teacher/model
   steps/zoo_teacher.sh --conf_tag "$conf_tag" --teacher "$text_teacher" text_ml exp/text_lm/model
+  if [ "$text_control" = true ]; then
+    log "stage 4: control text model exp/text_rand/model: exp/text_lm/model's architecture, random weights"
+    speechkd-train-text-model --random-like exp/text_lm/model --out exp/text_rand/model --seed 0
+  fi
 fi
 
-# rows: lam<λ> (fine-tuning from the speech teacher with L2S weight λ; λ = 0: plain) and scratch (the
-# teacher's architecture from random weights, plain CTC: what the teacher itself is worth)
+# rows: lam<λ> (fine-tuning from the speech teacher with L2S weight λ; λ = 0: plain), scratch (the
+# teacher's architecture from random weights, plain CTC: what the teacher itself is worth) and randtext<λ>
+# (the L2S term from a random-weight text model: what the text teacher's training is worth)
 rows="$(for lam in $lambdas; do printf 'lam%s ' "$lam"; done)"
 [ "$scratch" = true ] && rows="$rows scratch"
+[ "$text_control" = true ] && rows="$rows randtext$control_lambda"
+[ -z "$only_rows" ] || rows=$only_rows
 # one fine-tuning run / one decode of a (row, seed, language) triple
 finetune_one() {
   local row=$1 seed=$2 l=$3 dir=exp/$1/seed$2/$3 opts=() lam
   if [ "$row" = scratch ]; then
     opts=("${scratch_finetune_opts[@]}")
+  elif [ "${row#randtext}" != "$row" ]; then
+    opts=(--l2s.weight "${row#randtext}" --l2s.text_model exp/text_rand/model --l2s.layer "$text_layer"
+          --l2s.interpolation "$interpolation" --l2s.cache exp/l2s_text_states_rand/$l.pt)
   else
     lam=${row#lam}
     if nonzero "$lam"; then
