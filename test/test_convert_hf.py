@@ -108,6 +108,41 @@ def test_import_ctc_and_old_weight_norm_keys(tmp_path):
     assert (lp - ref_lp).abs()[valid].max().item() <= TOL
 
 
+@pytest.mark.parametrize("fmt", ["safetensors", "bin", "legacy_bin"])
+def test_import_assigns_the_files_tensors(tmp_path, monkeypatch, fmt):
+    """The model is built on the meta device and the file's (memory-mapped) tensors become its parameters:
+    no second copy; .bin files are mapped too, legacy non-zip .bin files (not mappable) read whole."""
+    import speechkd.models.convert.import_huggingface as ih
+
+    torch.manual_seed(0)
+    ref = _perturb(transformers.Wav2Vec2ForCTC(transformers.Wav2Vec2Config(**_tiny(True)))).eval()
+    ref.save_pretrained(tmp_path / "hf")
+    if fmt != "safetensors":   # the same tensors as pytorch_model.bin (zip format, or pre-1.6 legacy)
+        from safetensors.torch import load_file
+
+        st = tmp_path / "hf" / "model.safetensors"
+        torch.save(load_file(str(st)), tmp_path / "hf" / "pytorch_model.bin",
+                   _use_new_zipfile_serialization=(fmt == "bin"))
+        st.unlink()
+    seen = {}
+    real = ih.read_hf_state_dict
+    monkeypatch.setattr(ih, "read_hf_state_dict", lambda p: seen.setdefault("state", real(p)))
+    ours = import_huggingface(tmp_path / "hf")
+    state = seen["state"]
+    assert isinstance(ours, CTCModel) and not any(t.is_meta for t in ours.state_dict().values())
+    ptrs = {t.data_ptr() for t in state.values()}
+    own = dict(ours.named_parameters())
+    shared = [n for n, p in own.items() if p.data_ptr() in ptrs]
+    assert len(shared) >= len(own) - 1, sorted(set(own) - set(shared))   # all but masked_spec_embed (absent)
+    assert own["head.proj.weight"].data_ptr() == state["lm_head.weight"].data_ptr()
+    x, lengths, att = _inputs()
+    with torch.no_grad():
+        lp, out_len, _ = ours(x, lengths)
+        ref_lp = torch.log_softmax(ref(x, attention_mask=att).logits, -1)
+    valid = torch.arange(lp.size(1))[None] < out_len[:, None]
+    assert (lp - ref_lp).abs()[valid].max().item() <= TOL
+
+
 @pytest.mark.parametrize("arch", ["wav2vec2", "hubert"])
 def test_export_round_trip(tmp_path, arch):
     torch.manual_seed(0)

@@ -135,6 +135,14 @@ def write_checkpoint_dir(path, config: Dict, model_state: Dict, train_state: Opt
     return path
 
 
+def check_materialised(model: nn.Module, where) -> None:
+    """Every parameter and buffer of a model built on the meta device got a real tensor (importers build
+    the model on ``torch.device("meta")`` and assign the checkpoint's tensors: no init, no second copy)."""
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.is_meta:
+            raise ConfigError(f"{where}: '{name}' was not filled from the checkpoint (still on the meta device)")
+
+
 def load_state_dict_checked(model: nn.Module, state: dict, where, assign: bool = False) -> None:
     """``load_state_dict(strict=True)`` with a one-line ConfigError naming ``where`` and the first bad key.
 

@@ -51,7 +51,7 @@ from pathlib import Path
 import torch
 
 from ...utils.errors import ConfigError
-from ..checkpoint import load_state_dict_checked
+from ..checkpoint import check_materialised, load_state_dict_checked
 from ..ssl import SSLConfig, SSLModel
 
 log = logging.getLogger("speechkd")
@@ -375,12 +375,5 @@ def import_fairseq(path, kind: str = "auto", trust: bool = False, w2v_path=None)
         load_state_dict_checked(model, {**enc, **head_state}, path, assign=True)
     else:
         raise ConfigError(f"kind must be auto, ssl or ctc, got '{kind}'")
-    _check_materialised(model, path)
+    check_materialised(model, path)
     return model.eval()
-
-
-def _check_materialised(model: torch.nn.Module, where) -> None:
-    """Every parameter and buffer of a model built on the meta device got a real tensor."""
-    for name, t in [*model.named_parameters(), *model.named_buffers()]:
-        if t.is_meta:
-            raise ConfigError(f"{where}: '{name}' was not filled from the checkpoint (still on the meta device)")

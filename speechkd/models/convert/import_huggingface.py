@@ -4,6 +4,10 @@ Supported: ``Wav2Vec2Model``, ``HubertModel``, ``Wav2Vec2ForPreTraining`` (encod
 ``Wav2Vec2ForCTC`` / ``HubertForCTC`` (-> :class:`~speechkd.models.ctc.CTCModel`). transformers itself
 is not needed: the config and weights are read directly.
 
+Memory: safetensors files are memory-mapped and ``pytorch_model.bin`` is read with ``torch.load(mmap=True)``
+(legacy non-zip ``.bin`` files, which cannot be mapped, are read whole); the model is built on the meta device
+and the file's tensors become its parameters (``assign``), so no randomly initialised second copy is made.
+
 Example::
 
     model = import_huggingface("/data/models/wav2vec2-base")        # SSLModel (or CTCModel for *ForCTC)
@@ -20,7 +24,7 @@ from typing import Tuple
 import torch
 
 from ...utils.errors import ConfigError
-from ..checkpoint import load_state_dict_checked
+from ..checkpoint import check_materialised, load_state_dict_checked
 from ..ssl import SSLConfig, SSLModel
 
 log = logging.getLogger("speechkd")
@@ -66,7 +70,13 @@ def read_hf_state_dict(path) -> dict:
             state.update(load_file(str(path / shard)))
         return state
     if (path / "pytorch_model.bin").exists():
-        return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        f = path / "pytorch_model.bin"
+        try:
+            return torch.load(f, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:   # a legacy (pre-1.6, non-zip) file cannot be mapped: read it whole
+            if "mmap" not in str(e) and "zipfile" not in str(e):
+                raise
+            return torch.load(f, map_location="cpu", weights_only=True)
     raise ConfigError(f"{path}: no model.safetensors or pytorch_model.bin")
 
 
@@ -133,9 +143,10 @@ def convert_hf_state_dict(state: dict, prefix: str = "") -> Tuple[dict, dict]:
 
 
 def _load_encoder(model: SSLModel, enc: dict, where) -> None:
+    """Assign ``enc`` to a model built on the meta device."""
     if "masking.masked_spec_embed" not in enc:  # HF drops it when mask probabilities are 0
-        enc["masking.masked_spec_embed"] = model.masking.masked_spec_embed.detach().clone()
-    load_state_dict_checked(model, enc, where)
+        enc["masking.masked_spec_embed"] = torch.rand(model.cfg.d_model)
+    load_state_dict_checked(model, enc, where, assign=True)
 
 
 def import_huggingface(path, kind: str = "auto"):
@@ -154,19 +165,22 @@ def import_huggingface(path, kind: str = "auto"):
         kind = "ctc" if arch.endswith("ForCTC") or "lm_head.weight" in state else "ssl"
     enc, other = convert_hf_state_dict(state, base if prefixed else "")
     if kind == "ssl":
-        model = SSLModel(cfg)
+        with torch.device("meta"):   # no initialisation, no memory: the file's tensors are assigned
+            model = SSLModel(cfg)
         _load_encoder(model, enc, path)
     elif kind == "ctc":
         from ..ctc import CTCModel
         if "lm_head.weight" not in other:
             raise ConfigError(f"{path}: no lm_head.weight: not a CTC model (use --kind ssl)")
         vocab = other["lm_head.weight"].shape[0]
-        model = CTCModel(cfg, vocab, final_dropout=hf.get("final_dropout", 0.0))
+        with torch.device("meta"):
+            model = CTCModel(cfg, vocab, final_dropout=hf.get("final_dropout", 0.0))
         _load_encoder(model.encoder, enc, path)
-        model.head.proj.weight.data.copy_(other["lm_head.weight"])
-        model.head.proj.bias.data.copy_(other["lm_head.bias"])
+        load_state_dict_checked(model.head, {"proj.weight": other["lm_head.weight"],
+                                             "proj.bias": other["lm_head.bias"]}, path, assign=True)
     else:
         raise ConfigError(f"kind must be auto, ssl or ctc, got '{kind}'")
+    check_materialised(model, path)
     dropped = [k for k in other if not k.startswith("lm_head.")]
     if dropped:
         log.info("import_huggingface: ignored %d keys not used by %s (e.g. %s)", len(dropped), kind, dropped[0])
