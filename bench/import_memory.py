@@ -12,6 +12,8 @@ fresh process, it reads the process's peak RSS (``VmHWM`` in /proc/self/status; 
 * ``speechkd import_fairseq``: the model built (SSLModel, parameters = the file's tensors);
 * ``... then every weight read``: import_fairseq, then each parameter summed (its pages come into memory,
   as the first forward pass would bring them);
+* ``speechkd import_huggingface`` (and ``then every weight read``): the same encoder exported once as a
+  Hugging Face dir (``config.json`` + ``model.safetensors``, by speechkd's exporter) and imported from it;
 
 and prints each peak, its ratio to the weights' size (the ``model`` entry, without optimizer state) and the
 ratio of what the load adds to the first row's peak.
@@ -39,9 +41,11 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 from _common import peak_rss, summary  # noqa: E402
 GiB = 2 ** 30
-CASES = ("base", "load", "mmap", "import", "import_read")
+CASES = ("base", "load", "mmap", "import", "import_read", "import_hf", "import_hf_read")
 LABELS = {"base": "python + torch + speechkd (no load)", "load": "torch.load", "mmap": "torch.load(mmap=True)",
-          "import": "speechkd import_fairseq", "import_read": "speechkd import_fairseq, then every weight read"}
+          "import": "speechkd import_fairseq", "import_read": "speechkd import_fairseq, then every weight read",
+          "import_hf": "speechkd import_huggingface (same weights, HF dir, safetensors)",
+          "import_hf_read": "speechkd import_huggingface, then every weight read"}
 
 
 # ------------------------------------------------------------------------------------------ checkpoint
@@ -98,7 +102,14 @@ def write_checkpoint(args, path: Path) -> None:
                       for i, v in enumerate(state.values())},
             "param_groups": [{"lr": 5e-4, "betas": (0.9, 0.98), "eps": 1e-6, "params": list(range(len(state)))}]}
     torch.save(ckpt, path)
-    print(json.dumps({"weights": sum(v.numel() * v.element_size() for v in state.values())}), flush=True)
+    del ckpt, state
+    from speechkd.models.convert.export_huggingface import export_huggingface
+    from speechkd.models.convert.import_fairseq import import_fairseq
+
+    enc = import_fairseq(path, kind="ssl")      # the same encoder as a HF dir, for the import_hf rows
+    export_huggingface(enc, path.parent / "hf")
+    print(json.dumps({"weights": sum(v.numel() * v.element_size() for v in torch.load(
+        path, map_location="cpu", weights_only=True, mmap=True)["model"].values())}), flush=True)
 
 
 # ------------------------------------------------------------------------------------------ worker
@@ -106,14 +117,15 @@ def worker(case: str, path: str) -> None:
     import torch
 
     from speechkd.models.convert.import_fairseq import import_fairseq
+    from speechkd.models.convert.import_huggingface import import_huggingface
 
     if case == "load":
         obj = torch.load(path, map_location="cpu", weights_only=True)
     elif case == "mmap":
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    elif case in ("import", "import_read"):
-        obj = import_fairseq(path)
-        if case == "import_read":
+    elif case in ("import", "import_read", "import_hf", "import_hf_read"):
+        obj = import_huggingface(Path(path).parent / "hf", kind="ssl") if "hf" in case else import_fairseq(path)
+        if case.endswith("_read"):
             with torch.no_grad():
                 float(sum(p.sum() for p in obj.parameters()))
     else:
@@ -166,6 +178,7 @@ def main(argv=None):
         weights = _child(me + size + ["--write", "--path", str(path)]
                          + (["--with-optimizer"] if args.with_optimizer else []))["weights"]
         file_size = path.stat().st_size
+        hf_weights = (tmp / "hf" / "model.safetensors").stat().st_size   # encoder only (no quantizer)
         print(f"checkpoint: {args.layers} layers x {args.dim}, FFN {args.ffn}, CNN {args.conv_dim}; weights "
               f"{weights / GiB:.3f} GiB, file {file_size / GiB:.3f} GiB "
               f"({'with' if args.with_optimizer else 'without'} optimizer state; written in "
@@ -187,6 +200,8 @@ def main(argv=None):
             "<= 1.3: the weights come into memory once")
     summary(f"torch.load / import_fairseq peak RSS ({tag})", peaks["load"] / peaks["import"],
             "> 1: speechkd's import needs less than a plain torch.load")
+    summary(f"import_huggingface + weights read peak RSS / its weights ({tag})", peaks["import_hf_read"] / hf_weights,
+            "<= 1.3: the HF dir's weights come into memory once (no initialised second copy)")
     return 0
 
 

@@ -101,6 +101,32 @@ def test_text_states_precompute_cache_and_on_the_fly(tmp_path):
         fly.get(["u9"])
 
 
+def test_text_states_target_norm_standardizes_collinear_states():
+    from speechkd.distill.l2s_train import mean_pairwise_cosine
+
+    class Collinear(FakeEncoder):   # every token state ~ the same direction: a constant output fits them
+        def encode(self, texts, layer=-1, batch_size=32, max_length=512):
+            self.calls += 1
+            g = torch.Generator().manual_seed(len(texts))
+            return [torch.tensor([10.0, 10.0]) + 0.01 * torch.randn(len(t.split()), 2, generator=g) for t in texts]
+
+    texts = {"u1": "ab cde fg", "u2": "x y", "u3": "four word a here"}
+    raw = TextStates(Collinear(), texts)
+    std = TextStates(Collinear(), texts, target_norm="standardize")
+    assert raw.mean_cosine["raw"] > 0.999 and std.mean_cosine["raw"] == pytest.approx(raw.mean_cosine["raw"])
+    assert abs(std.mean_cosine["standardize"]) < 0.5
+    rows = torch.cat(list(std.states.values()))
+    assert torch.allclose(rows.mean(0), torch.zeros(2), atol=1e-3)        # fp32: 10 +- 0.01 around its mean
+    assert torch.allclose(rows.std(0, unbiased=False), torch.ones(2), atol=1e-3)
+    s, lens = std.get(["u2"])
+    assert torch.equal(s[0, :2], std.states["u2"]) and lens.tolist() == [2]
+    assert mean_pairwise_cosine([torch.tensor([[1.0, 0.0], [0.0, 1.0]])]) == pytest.approx(0.0)
+    with pytest.raises(ConfigError, match="target_norm"):
+        TextStates(Collinear(), texts, target_norm="whiten")
+    with pytest.raises(ConfigError, match="precompute"):
+        TextStates(Collinear(), texts, precompute=False, target_norm="center")
+
+
 def test_hook_adds_weighted_l2s_loss():
     torch.manual_seed(0)
     ts = TextStates(FakeEncoder(), {"a": "hello to you", "b": "hi"})

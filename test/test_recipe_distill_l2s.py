@@ -32,7 +32,8 @@ def _losses(train_log: Path, key: str):
 
 def test_mini_espeak_distill_l2s_smoke(tmp_path, smoke_zoo):
     d = copy_recipe("mini_espeak/distill_l2s", tmp_path)
-    _run(["./run.sh", "--conf_tag", "smoke", "--text_control", "true"], d, timeout=900, SPEECHKD_ZOO=str(smoke_zoo))
+    _run(["./run.sh", "--conf_tag", "smoke", "--text_control", "true", "--std_lambdas", "0.5"], d, timeout=900,
+         SPEECHKD_ZOO=str(smoke_zoo))
 
     # both teachers are the zoo's, linked (no private speech model or text model trained)
     for link, name in (("exp/teacher/model", "ssl_ml"), ("exp/text_lm/model", "text_ml")):
@@ -75,8 +76,14 @@ def test_mini_espeak_distill_l2s_smoke(tmp_path, smoke_zoo):
         assert (d / f"exp/l2s_text_states_rand/{lang}.pt").exists()
         assert_rescored(ctl / "decode_test/score.json", d)
 
+        std = d / f"exp/std0.5/seed1/{lang}"       # the same term on standardised text states
+        assert "target_norm: standardize" in (std / "config.yaml").read_text()
+        assert "mean pairwise cosine of token states raw" in (std / "train.log").read_text()
+        assert_rescored(std / "decode_test/score.json", d)
+
     text = (d / "RESULTS_smoke.md").read_text()
     assert "| Distill-L2S λ=0.5, random-weight text model (control) |" in text
+    assert "| Distill-L2S λ=0.5, standardised text states |" in text
     assert "the trained text teacher helps beyond" in text
     assert "| Distill-L2S, λ chosen on dev (per seed) |" in text
     assert "the speech teacher beats training from scratch" in text

@@ -25,6 +25,13 @@ Config section (``l2s:``; with ``weight: 0`` or no section, plain fine-tuning ru
       text_file: text          # transcript file of the train data dir given to the text model
       precompute: true         # cache states per utterance (else encode per batch)
       cache: null              # cache file (default <exp>/l2s_text_states.pt)
+      target_norm: none        # none (paper) | center | standardize: text states around their training-set
+                               # mean (per dimension std); needs precompute
+
+Why ``target_norm``: the states of a small text model can be nearly collinear (the mini zoo's text_ml:
+token states of the training transcripts with mean pairwise cosine ~1, logged as "mean pairwise cosine"),
+so the projection reaches a near-zero MSE with a constant output and the term carries no signal (the mini
+table's L2S MSE ended at ~0.002, a random-weight text model's at ~0.6). Around the mean they differ.
 
 Library use::
 
@@ -61,6 +68,7 @@ L2S_DEFAULTS: Dict = {
     "cache": None,
     "batch_size": 32,
     "max_length": 512,
+    "target_norm": "none",
 }
 
 #: FINETUNE_DEFAULTS + the ``l2s`` section (what ``speechkd-finetune`` loads configs against).
@@ -73,6 +81,18 @@ def l2s_enabled(cfg: dict) -> bool:
     return float(sec.get("weight") or 0.0) != 0.0
 
 
+def mean_pairwise_cosine(states, limit: int = 512) -> float:
+    """Mean cosine between distinct token states (rows of the (N_i, D) tensors; the first ``limit`` rows):
+    ~1 when the states are nearly collinear (a constant output then fits them)."""
+    rows = torch.cat([h.float().reshape(-1, h.shape[-1]) for h in states if h.numel()])[:limit]
+    if rows.shape[0] < 2:
+        return float("nan")
+    u = torch.nn.functional.normalize(rows, dim=-1)
+    c = u @ u.T
+    n = rows.shape[0]
+    return float((c.sum() - c.diagonal().sum()) / (n * (n - 1)))
+
+
 class TextStates:
     """Text-teacher hidden states per utterance id, precomputed (and cached) or encoded on the fly.
 
@@ -83,7 +103,9 @@ class TextStates:
         layer: hidden-state index passed to ``encoder.encode``.
         precompute: encode every transcript now (else per :meth:`get` call).
         cache_path: with ``precompute``, a ``.pt`` file to load from / save to; it is reused only if
-            its key (``cache_key``) and transcripts match.
+            its key (``cache_key``) and transcripts match (the cache holds the raw states).
+        target_norm: ``none`` | ``center`` | ``standardize`` the states with the mean (and per-dimension
+            std) of all token states of ``texts`` (:func:`speechkd.distill.pad.normalise_targets`).
 
     Example::
 
@@ -92,11 +114,18 @@ class TextStates:
     """
 
     def __init__(self, encoder, texts: Dict[str, str], layer: int = -1, precompute: bool = True,
-                 cache_path=None, cache_key: str = "", batch_size: int = 32, max_length: int = 512):
+                 cache_path=None, cache_key: str = "", batch_size: int = 32, max_length: int = 512,
+                 target_norm: str = "none"):
+        from .pad import TARGET_NORMS
+
         self.encoder, self.texts, self.layer = encoder, dict(texts), layer
         self.dim = int(encoder.dim)
         self.batch_size, self.max_length = batch_size, max_length
         self.states: Optional[Dict[str, Tensor]] = None
+        if target_norm not in TARGET_NORMS:
+            raise ConfigError(f"l2s.target_norm: unknown '{target_norm}' (choose from {', '.join(TARGET_NORMS)})")
+        if target_norm != "none" and not precompute:
+            raise ConfigError("l2s.target_norm needs l2s.precompute: true (the statistics are over all states)")
         if precompute:
             self.states = self._load(cache_path, cache_key)
             if self.states is None:
@@ -105,6 +134,15 @@ class TextStates:
                     with atomic_path(cache_path, ".pt") as tmp:
                         torch.save({"key": cache_key, "texts": self.texts, "states": self.states}, tmp)
                     log.info("L2S text states of %d utterances cached in %s", len(self.states), cache_path)
+            self.mean_cosine = {"raw": mean_pairwise_cosine(self.states.values())}
+            if target_norm != "none":
+                from .pad import normalise_targets, target_statistics
+
+                mean, std = target_statistics(self.states.values())
+                self.states = {u: normalise_targets(h, mean, std, target_norm) for u, h in self.states.items()}
+                self.mean_cosine[target_norm] = mean_pairwise_cosine(self.states.values())
+            log.info("L2S text states: mean pairwise cosine of token states %s",
+                     ", ".join(f"{k} {v:.4f}" for k, v in self.mean_cosine.items()))
 
     def _load(self, cache_path, cache_key):
         if cache_path is None or not Path(cache_path).exists():
@@ -205,7 +243,8 @@ def finetune_l2s(cfg: dict, train_data, valid_data=None, exp_dir="exp/ft", token
     key = f"{Path(str(sec.get('text_model'))).resolve() if sec.get('text_model') else 'custom'}|layer={sec['layer']}"
     states = TextStates(text_encoder, texts, layer=int(sec["layer"]), precompute=bool(sec["precompute"]),
                         cache_path=cache if sec["precompute"] else None, cache_key=key,
-                        batch_size=int(sec["batch_size"]), max_length=int(sec["max_length"]))
+                        batch_size=int(sec["batch_size"]), max_length=int(sec["max_length"]),
+                        target_norm=str(sec["target_norm"]))
     d_student = student_dim(cfg, init)
     loss_fn = L2SLoss(d_student, states.dim, interpolation=sec["interpolation"])
     log.info("Distill-L2S: lambda=%g, text model %s layer %s (dim %d), student dim %d, %s interpolation",

@@ -20,7 +20,7 @@ nj=2               # parallel jobs for synthesis, features and decoding
 conf_tag=default   # default | smoke: picks conf/*.yaml or conf/*_smoke.yaml and the corpus size
 # empty = the conf_tag's default (default | smoke):
 langs=             # fine-tuning (low-resource) languages, each its own char CTC model ("de ru pl" | "de ru")
-lambdas=           # L2S weights, 0 = plain CTC fine-tuning ("0 0.25 0.5 1.0" | "0 0.5")
+lambdas=           # L2S weights, 0 = plain CTC fine-tuning ("0 0.5 1.0" | "0 0.5")
 seeds=             # fine-tuning seeds; the spread is reported in RESULTS.md ("1 2 3" | "1")
 n_label=           # labelled utterances per language for fine-tuning (60 | 8)
 n_dev=             # validation utterances per language (20 | 3)
@@ -36,9 +36,11 @@ scratch=true       # also a from-scratch row (exp/scratch): the speech teacher's
 text_control=false # also a control row (exp/randtext<λ>): the L2S term at λ = control_lambda from the text
                    # teacher's architecture and tokenizer with random weights: does the text model's training help?
 control_lambda=0.5 # λ of the control row (conf/results.yaml names the λ = 0.5 row)
+std_lambdas=       # also rows exp/std<λ>: the L2S term at these λ with the text states standardised around
+                   # their training-set mean (l2s.target_norm standardize; conf/results.yaml names λ = 0.5)
 only_rows=         # stages 5-6 on these rows only (e.g. 'randtext0.5' to add the control to a finished run)
 corpus_seed=1
-help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--langs 'de ru'] [--lambdas '0 0.5'] [--seeds '1 2'] [--teacher DIR] [--text_teacher DIR] [--text_control true]"
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--langs 'de ru'] [--lambdas '0 0.5'] [--seeds '1 2'] [--teacher DIR] [--text_teacher DIR] [--text_control true] [--std_lambdas 0.5]"
 
 . ./path.sh
 . ./cmd.sh
@@ -49,7 +51,7 @@ sfx=$(conf_suffix "$conf_tag")
 if [ "$conf_tag" = smoke ]; then
   : "${langs:=de ru}" "${lambdas:=0 0.5}" "${seeds:=1}" "${n_label:=8}" "${n_dev:=3}"
 else
-  : "${langs:=de ru pl}" "${lambdas:=0 0.25 0.5 1.0}" "${seeds:=1 2 3}" "${n_label:=60}" "${n_dev:=20}"
+  : "${langs:=de ru pl}" "${lambdas:=0 0.5 1.0}" "${seeds:=1 2 3}" "${n_label:=60}" "${n_dev:=20}"
 fi
 corpus_conf=../conf/corpus_${conf_tag}.yaml
 [ "$parallel_langs" != false ] || max_parallel=1
@@ -98,12 +100,17 @@ fi
 rows="$(for lam in $lambdas; do printf 'lam%s ' "$lam"; done)"
 [ "$scratch" = true ] && rows="$rows scratch"
 [ "$text_control" = true ] && rows="$rows randtext$control_lambda"
+for lam in $std_lambdas; do rows="$rows std$lam"; done
 [ -z "$only_rows" ] || rows=$only_rows
 # one fine-tuning run / one decode of a (row, seed, language) triple
 finetune_one() {
   local row=$1 seed=$2 l=$3 dir=exp/$1/seed$2/$3 opts=() lam
   if [ "$row" = scratch ]; then
     opts=("${scratch_finetune_opts[@]}")
+  elif [ "${row#std}" != "$row" ]; then
+    opts=(--l2s.weight "${row#std}" --l2s.text_model exp/text_lm/model --l2s.layer "$text_layer"
+          --l2s.interpolation "$interpolation" --l2s.cache exp/l2s_text_states/$l.pt
+          --l2s.target_norm standardize)
   elif [ "${row#randtext}" != "$row" ]; then
     opts=(--l2s.weight "${row#randtext}" --l2s.text_model exp/text_rand/model --l2s.layer "$text_layer"
           --l2s.interpolation "$interpolation" --l2s.cache exp/l2s_text_states_rand/$l.pt)
