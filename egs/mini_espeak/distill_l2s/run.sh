@@ -20,7 +20,7 @@ nj=2               # parallel jobs for synthesis, features and decoding
 conf_tag=default   # default | smoke: picks conf/*.yaml or conf/*_smoke.yaml and the corpus size
 # empty = the conf_tag's default (default | smoke):
 langs=             # fine-tuning (low-resource) languages, each its own char CTC model ("de ru pl" | "de ru")
-lambdas=           # L2S weights, 0 = plain CTC fine-tuning ("0 0.5 1.0" | "0 0.5")
+lambdas=           # L2S weights on the raw text states, 0 = plain CTC fine-tuning ("0 0.5" | "0 0.5")
 seeds=             # fine-tuning seeds; the spread is reported in RESULTS.md ("1 2 3" | "1")
 n_label=           # labelled utterances per language for fine-tuning (60 | 8)
 n_dev=             # validation utterances per language (20 | 3)
@@ -36,8 +36,9 @@ scratch=true       # also a from-scratch row (exp/scratch): the speech teacher's
 text_control=false # also a control row (exp/randtext<λ>): the L2S term at λ = control_lambda from the text
                    # teacher's architecture and tokenizer with random weights: does the text model's training help?
 control_lambda=0.5 # λ of the control row (conf/results.yaml names the λ = 0.5 row)
-std_lambdas=       # also rows exp/std<λ>: the L2S term at these λ with the text states standardised around
-                   # their training-set mean (l2s.target_norm standardize; conf/results.yaml names λ = 0.5)
+std_lambdas=0.5    # also rows exp/std<λ>: the L2S term at these λ with the text states standardised around
+                   # their training-set mean (l2s.target_norm standardize; conf/results.yaml names λ = 0.5);
+                   # the dev choice of stage 7 is among the lam<λ> (λ > 0) and std<λ> rows; '' = none
 only_rows=         # stages 5-6 on these rows only (e.g. 'randtext0.5' to add the control to a finished run)
 corpus_seed=1
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--langs 'de ru'] [--lambdas '0 0.5'] [--seeds '1 2'] [--teacher DIR] [--text_teacher DIR] [--text_control true] [--std_lambdas 0.5]"
@@ -51,7 +52,7 @@ sfx=$(conf_suffix "$conf_tag")
 if [ "$conf_tag" = smoke ]; then
   : "${langs:=de ru}" "${lambdas:=0 0.5}" "${seeds:=1}" "${n_label:=8}" "${n_dev:=3}"
 else
-  : "${langs:=de ru pl}" "${lambdas:=0 0.5 1.0}" "${seeds:=1 2 3}" "${n_label:=60}" "${n_dev:=20}"
+  : "${langs:=de ru pl}" "${lambdas:=0 0.5}" "${seeds:=1 2 3}" "${n_label:=60}" "${n_dev:=20}"
 fi
 corpus_conf=../conf/corpus_${conf_tag}.yaml
 [ "$parallel_langs" != false ] || max_parallel=1
@@ -163,6 +164,7 @@ fi
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   cands=()
   for lam in $lambdas; do nonzero "$lam" && cands+=("$lam=exp/lam$lam"); done
+  for lam in $std_lambdas; do cands+=("std$lam=exp/std$lam"); done
   if [ ${#cands[@]} -gt 0 ]; then
     log "stage 7: λ chosen per seed on the dev sets (avg CER) → exp/lam_dev/seed<s> (RESULTS row 'λ chosen on dev')"
     utils/select_on_dev.py --out exp/lam_dev --langs "$langs" --unit char "${cands[@]}"
