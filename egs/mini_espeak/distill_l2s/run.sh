@@ -25,7 +25,7 @@ seeds=             # fine-tuning seeds; the spread is reported in RESULTS.md ("1
 n_label=           # labelled utterances per language for fine-tuning (60 | 8)
 n_dev=             # validation utterances per language (20 | 3)
 interpolation=nearest      # nearest (paper) | linear (ablation)
-max_parallel=               # fine-tunings / decodes of one (λ, seed) run at once (default: all its languages)
+max_parallel=               # fine-tunings / decodes of one seed (all rows and languages) at once (default: the number of languages)
 parallel_langs=             # former switch (false = --max_parallel 1)
 threads=1                  # torch threads per training process (1: several run at once; 2 threads on a
                            # busy 2-core machine made each step several times slower)
@@ -135,27 +135,26 @@ decode_one() {   # test and dev (dev: the choice of λ, stage 7)
       "$dir/model" data/${s}_$3 "$dir/decode_$s" > "$dir/decode_score_$s.log"
   done
 }
-# per_lang FN ROW SEED: FN ROW SEED LANG for every language, $max_parallel at once; fails if any failed
-per_lang() {
-  local fn=$1 row=$2 seed=$3 specs=() l
-  for l in $langs; do specs+=("$row $seed $l"); done
+# per_seed FN SEED: FN ROW SEED LANG for every (row, language) of the seed, $max_parallel at once (one pool:
+# a row with fewer languages than slots does not leave a slot idle); fails if any failed
+per_seed() {
+  local fn=$1 seed=$2 specs=() row l
+  for row in $rows; do for l in $langs; do specs+=("$row $seed $l"); done; done
   run_pool "$max_parallel" "$fn" "${specs[@]}"
 }
 
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   for seed in $seeds; do
-    for row in $rows; do
-      log "stage 5: char CTC fine-tuning, $row, seed $seed, languages: $langs → exp/$row/seed$seed/<lang>"
-      per_lang finetune_one "$row" "$seed"
-    done
+    log "stage 5: char CTC fine-tuning, seed $seed, rows: $rows; languages: $langs → exp/<row>/seed$seed/<lang>"
+    per_seed finetune_one "$seed"
   done
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   for seed in $seeds; do
+    log "stage 6: decode + score (CER, WER) test_<lang> and dev_<lang>, seed $seed, rows: $rows"
+    per_seed decode_one "$seed"
     for row in $rows; do
-      log "stage 6: decode + score (CER, WER) test_<lang> and dev_<lang> with exp/$row/seed$seed/<lang>/model"
-      per_lang decode_one "$row" "$seed"
       for l in $langs; do grep -E "^\| decode_test/" exp/$row/seed$seed/$l/decode_score_test.log || true; done
     done
   done
