@@ -7,7 +7,7 @@
 # linked in stage 4): text teacher text_ml (multilingual masked LM on text outside every transcript; stands
 # in for InfoXLM / XLM-R), speech model ssl_ml (multilingual HuBERT, 8 x 192; stands in for XLSR).
 #
-#   ./run.sh                              # default config (~20 min on 2 idle cores)
+#   ./run.sh                              # default config (~90 min on 2 idle cores: 36 fine-tunings)
 #   ./run.sh --conf_tag smoke             # smoke config (2 languages, λ ∈ {0, 0.5}, 1 seed; a few minutes)
 #   ./run.sh --stage 5 --stop_stage 7 --lambdas "0 0.5" --seeds 2   # some stages / a λ or seed subset
 #   ./run.sh --teacher exp/xlsr53 --text_teacher exp/xlmr   # any speech / HF text checkpoint dirs instead
