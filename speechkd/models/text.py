@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from ..utils.errors import ConfigError, DataError
+from ..utils.fileio import atomic_dir
 
 log = logging.getLogger("speechkd")
 
@@ -187,8 +188,7 @@ def train_mini_mlm(texts: Sequence[str], out_dir, vocab_size: int = 500, n_layer
     if len(texts) < 2:
         raise ConfigError("the mini MLM needs at least 2 non-empty texts")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         torch.manual_seed(seed)
         rng = random.Random(seed)
         gen = torch.Generator().manual_seed(seed)
@@ -230,12 +230,6 @@ def train_mini_mlm(texts: Sequence[str], out_dir, vocab_size: int = 500, n_layer
         model.eval()
         model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     n_params = sum(p.numel() for p in model.parameters())
     log.info("mini text teacher: %d params, MLM loss %.3f -> %.3f, saved to %s", n_params,
              losses[0], sum(losses[-10:]) / len(losses[-10:]), out_dir)
@@ -258,19 +252,11 @@ def random_text_model_like(src_dir, out_dir, seed: int = 0) -> Path:
     tok = AutoTokenizer.from_pretrained(str(src_dir), local_files_only=True)
     torch.manual_seed(seed)
     model = AutoModelForMaskedLM.from_config(cfg).eval()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
         if (src_dir / "spm.model").is_file():
             shutil.copy2(src_dir / "spm.model", tmp / "spm.model")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("random-weight text model like %s (seed %d) -> %s", src_dir, seed, out_dir)
     return out_dir
 

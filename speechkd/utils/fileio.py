@@ -9,11 +9,15 @@ Example::
 
     with atomic_path("exp/model.pt") as tmp:   # for libraries that want a path (torch.save, kaldiio)
         torch.save(state, tmp)
+
+    with atomic_dir("exp/text_lm") as tmp:     # a whole directory (save_pretrained), replaced on success
+        model.save_pretrained(tmp)
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator, Union
@@ -55,3 +59,20 @@ def atomic_open(path: PathLike, mode: str = "w", encoding: str | None = "utf-8")
 def atomic_write_text(path: PathLike, text: str) -> None:
     with atomic_open(path, "w") as f:
         f.write(text)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary directory beside ``path``; on success it replaces ``path`` (an existing directory
+    there is removed first), on an exception it is removed and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -12,14 +12,12 @@ Example::
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from torch import nn
 
 from ...utils.errors import ConfigError
+from ...utils.fileio import atomic_dir
 from ..checkpoint import load_checkpoint
 from ..ssl import SSLConfig, SSLModel
 
@@ -110,14 +108,6 @@ def export_huggingface(src, out_dir) -> Path:
     model = src if isinstance(src, nn.Module) else load_checkpoint(src)[0]
     hf = build_hf_model(model)
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         hf.save_pretrained(tmp, safe_serialization=True)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
