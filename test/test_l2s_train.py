@@ -102,7 +102,7 @@ def test_text_states_precompute_cache_and_on_the_fly(tmp_path):
 
 
 def test_text_states_target_norm_standardizes_collinear_states():
-    from speechkd.distill.l2s_train import mean_pairwise_cosine
+    from speechkd.distill.pad import mean_pairwise_cosine
 
     class Collinear(FakeEncoder):   # every token state ~ the same direction: a constant output fits them
         def encode(self, texts, layer=-1, batch_size=32, max_length=512):

@@ -81,18 +81,6 @@ def l2s_enabled(cfg: dict) -> bool:
     return float(sec.get("weight") or 0.0) != 0.0
 
 
-def mean_pairwise_cosine(states, limit: int = 512) -> float:
-    """Mean cosine between distinct token states (rows of the (N_i, D) tensors; the first ``limit`` rows):
-    ~1 when the states are nearly collinear (a constant output then fits them)."""
-    rows = torch.cat([h.float().reshape(-1, h.shape[-1]) for h in states if h.numel()])[:limit]
-    if rows.shape[0] < 2:
-        return float("nan")
-    u = torch.nn.functional.normalize(rows, dim=-1)
-    c = u @ u.T
-    n = rows.shape[0]
-    return float((c.sum() - c.diagonal().sum()) / (n * (n - 1)))
-
-
 class TextStates:
     """Text-teacher hidden states per utterance id, precomputed (and cached) or encoded on the fly.
 
@@ -116,7 +104,7 @@ class TextStates:
     def __init__(self, encoder, texts: Dict[str, str], layer: int = -1, precompute: bool = True,
                  cache_path=None, cache_key: str = "", batch_size: int = 32, max_length: int = 512,
                  target_norm: str = "none"):
-        from .pad import TARGET_NORMS
+        from .pad import TARGET_NORMS, mean_pairwise_cosine
 
         self.encoder, self.texts, self.layer = encoder, dict(texts), layer
         self.dim = int(encoder.dim)

@@ -170,6 +170,18 @@ def target_statistics(targets: Iterable[torch.Tensor]) -> Tuple[torch.Tensor, to
     return rows.mean(0), rows.std(0, unbiased=False)
 
 
+def mean_pairwise_cosine(rows: Sequence[torch.Tensor], limit: int = 512) -> float:
+    """Mean cosine between distinct rows of the (U_b, D) tensors (the first ``limit`` rows; 1.0 for fewer
+    than 2): ~1 when the targets are nearly collinear, so a constant output already fits them."""
+    x = torch.cat([t.float().reshape(-1, t.shape[-1]) for t in rows if t.numel()])[:limit]
+    x = torch.nn.functional.normalize(x, dim=-1)
+    n = x.shape[0]
+    if n < 2:
+        return 1.0
+    sim = x @ x.t()
+    return float((sim.sum() - sim.diagonal().sum()) / (n * (n - 1)))
+
+
 def normalise_targets(t: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, mode: str) -> torch.Tensor:
     """Text targets (U, D) made comparable across units: ``center`` subtracts the training-set mean,
     ``standardize`` also divides each dimension by its training-set std (floored at 1e-6 of the largest),

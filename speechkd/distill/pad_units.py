@@ -25,8 +25,8 @@ from torch import Tensor
 from ..align.ctm import read_ctm
 from ..data.datadir import DataDir, read_kv
 from ..utils.errors import ConfigError, DataError
-from .pad import (TARGET_NORMS, duration_prior, frame_spans_from_ctm, frequency_prior, normalise_prior,
-                  normalise_targets, split_span, target_statistics, uniform_prior)
+from .pad import (TARGET_NORMS, duration_prior, frame_spans_from_ctm, frequency_prior, mean_pairwise_cosine,
+                  normalise_prior, normalise_targets, split_span, target_statistics, uniform_prior)
 
 log = logging.getLogger("speechkd")
 
@@ -225,20 +225,10 @@ def normalise_unit_tables(train_table: Dict[str, dict], other_tables: Sequence[D
         if not any(t.numel() for t in rows):
             continue
         mean, std = target_statistics(rows)
-        before = _mean_pairwise_cosine(rows)
+        before = mean_pairwise_cosine(rows)
         for table in (train_table, *other_tables):
             for r in table.values():
                 r["text"][g] = normalise_targets(r["text"][g], mean, std, mode)
-        summary[g] = {"cos_before": round(before, 3), "cos_after": round(_mean_pairwise_cosine(
+        summary[g] = {"cos_before": round(before, 3), "cos_after": round(mean_pairwise_cosine(
             [r["text"][g] for r in train_table.values()]), 3), "mean_norm": round(float(mean.norm()), 3)}
     return summary
-
-
-def _mean_pairwise_cosine(rows: Sequence[Tensor], limit: int = 512) -> float:
-    x = torch.cat([t.float().reshape(-1, t.shape[-1]) for t in rows if t.numel()])[:limit]
-    x = torch.nn.functional.normalize(x, dim=-1)
-    n = x.shape[0]
-    if n < 2:
-        return 1.0
-    sim = x @ x.t()
-    return float((sim.sum() - sim.diagonal().sum()) / (n * (n - 1)))
