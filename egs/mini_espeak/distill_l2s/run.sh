@@ -103,25 +103,21 @@ rows="$(for lam in $lambdas; do printf 'lam%s ' "$lam"; done)"
 [ "$text_control" = true ] && rows="$rows randtext$control_lambda"
 for lam in $std_lambdas; do rows="$rows std$lam"; done
 [ -z "$only_rows" ] || rows=$only_rows
+# l2s_opts WEIGHT TEXT_MODEL STATES [more options]: sets the caller's opts to the L2S term's options for its
+# language $l (text model exp/TEXT_MODEL/model, cached states exp/STATES/$l.pt)
+l2s_opts() {
+  opts=(--l2s.weight "$1" --l2s.text_model "exp/$2/model" --l2s.layer "$text_layer"
+        --l2s.interpolation "$interpolation" --l2s.cache "exp/$3/$l.pt" "${@:4}")
+}
 # one fine-tuning run / one decode of a (row, seed, language) triple
 finetune_one() {
-  local row=$1 seed=$2 l=$3 dir=exp/$1/seed$2/$3 opts=() lam
-  if [ "$row" = scratch ]; then
-    opts=("${scratch_finetune_opts[@]}")
-  elif [ "${row#std}" != "$row" ]; then
-    opts=(--l2s.weight "${row#std}" --l2s.text_model exp/text_lm/model --l2s.layer "$text_layer"
-          --l2s.interpolation "$interpolation" --l2s.cache exp/l2s_text_states/$l.pt
-          --l2s.target_norm standardize)
-  elif [ "${row#randtext}" != "$row" ]; then
-    opts=(--l2s.weight "${row#randtext}" --l2s.text_model exp/text_rand/model --l2s.layer "$text_layer"
-          --l2s.interpolation "$interpolation" --l2s.cache exp/l2s_text_states_rand/$l.pt)
-  else
-    lam=${row#lam}
-    if nonzero "$lam"; then
-      opts=(--l2s.weight "$lam" --l2s.text_model exp/text_lm/model --l2s.layer "$text_layer"
-            --l2s.interpolation "$interpolation" --l2s.cache exp/l2s_text_states/$l.pt)
-    fi
-  fi
+  local row=$1 seed=$2 l=$3 dir=exp/$1/seed$2/$3 opts=()
+  case $row in
+    scratch) opts=("${scratch_finetune_opts[@]}") ;;
+    std*) l2s_opts "${row#std}" text_lm l2s_text_states --l2s.target_norm standardize ;;
+    randtext*) l2s_opts "${row#randtext}" text_rand l2s_text_states_rand ;;
+    lam*) if nonzero "${row#lam}"; then l2s_opts "${row#lam}" text_lm l2s_text_states; fi ;;
+  esac
   mkdir -p "$dir"
   ${cuda_cmd} --gpu 1 --num-threads "$threads" "$dir/train.log" \
     speechkd-finetune --config conf/finetune${sfx}.yaml --init exp/teacher/model \
