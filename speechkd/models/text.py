@@ -187,7 +187,6 @@ def train_mini_mlm(texts: Sequence[str], out_dir, vocab_size: int = 500, n_layer
     texts = [t.strip() for t in texts if t.strip()]
     if len(texts) < 2:
         raise ConfigError("the mini MLM needs at least 2 non-empty texts")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out_dir) as tmp:
         torch.manual_seed(seed)
         rng = random.Random(seed)

@@ -70,13 +70,10 @@ def read_hf_state_dict(path) -> dict:
             state.update(load_file(str(path / shard)))
         return state
     if (path / "pytorch_model.bin").exists():
-        f = path / "pytorch_model.bin"
-        try:
-            return torch.load(f, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as e:   # a legacy (pre-1.6, non-zip) file cannot be mapped: read it whole
-            if "mmap" not in str(e) and "zipfile" not in str(e):
-                raise
-            return torch.load(f, map_location="cpu", weights_only=True)
+        from ...utils.safe_load import safe_torch_load
+
+        # weights only, memory-mapped; a legacy (pre-1.6, non-zip) file cannot be mapped and is read whole
+        return safe_torch_load(path / "pytorch_model.bin", mmap=True)
     raise ConfigError(f"{path}: no model.safetensors or pytorch_model.bin")
 
 
