@@ -24,8 +24,10 @@ Example::
 """
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
 import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -134,6 +136,90 @@ def failure_message(prog: str, failed: List[int], spec: JobSpec) -> str:
         shown = " ".join(str(j) for j in failed[1:11]) + (" ..." if len(failed) > 11 else "")
         msg += f" (also failed: {spec.jobname}={shown})"
     return msg
+
+
+# Training entry points that run under torchrun: their Trainer joins the process group from RANK/WORLD_SIZE
+# (nccl on GPUs, gloo on CPUs), shards the batches by rank and lets only rank 0 write checkpoints and logs;
+# what they write before training (config.yaml, CMVN, targets) is written atomically with the same content
+# by every rank. ``--gpu N`` with N > 1 starts N copies of one of these (or of a program of the user's).
+DDP_ENTRY_POINTS = ("speechkd-pretrain", "speechkd-finetune", "speechkd-distill", "speechkd-pad-distill",
+                    "speechkd-train-transducer", "speechkd-prune", "speechkd-train-intent")
+_SHELL_OPERATORS = {"|", "||", "&", "&&", ";", ";;", "(", ")", "<", ">", ">>", "<<", "<<<", "<&", ">&", "|&",
+                    "&>", ">|"}
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def gpus_and_nodes(spec: JobSpec) -> tuple:
+    """``(--gpu, --nodes)`` of a job spec: GPUs per node (default 0) and nodes (default 1)."""
+    out = []
+    for name, default in (("gpu", 0), ("nodes", 1)):
+        text = spec.options.get(name, str(default))
+        try:
+            value = int(text)
+        except ValueError:
+            raise UsageError(f"--{name} takes an integer, got '{text}'") from None
+        if value < (0 if name == "gpu" else 1):
+            raise UsageError(f"--{name} must be at least {0 if name == 'gpu' else 1}, got {value}")
+        out.append(value)
+    return tuple(out)
+
+
+def torchrun_command(command: str, nproc: int, nnodes: int = 1, rendezvous: str = "standalone") -> str:
+    """``command`` started by torchrun: ``nproc`` processes per node (one per GPU) on ``nnodes`` nodes.
+
+    ``rendezvous``: ``standalone`` (one node, a free local port: concurrent jobs never collide) or
+    ``slurm`` (``srun`` starts one torchrun per node of the allocation, which meet at the first node of
+    ``$SLURM_JOB_NODELIST`` on a port derived from ``$SLURM_JOB_ID``). The command must be one program with
+    its arguments (leading ``VAR=value`` assignments are kept in front): torchrun starts copies of that
+    program, not of a shell line. A ``speechkd-*`` program must be a training entry point
+    (:data:`DDP_ENTRY_POINTS`): any other would run N times over the same outputs.
+
+    Example::
+
+        torchrun_command("speechkd-finetune --config c.yaml", 4)
+        # 'torchrun --standalone --nnodes 1 --nproc_per_node 4 --no-python speechkd-finetune --config c.yaml'
+    """
+    where = f"--gpu {nproc}" + (f" --nodes {nnodes}" if nnodes > 1 else "")
+    try:
+        lex = shlex.shlex(command, posix=True, punctuation_chars=True)
+        lex.whitespace_split = True
+        words = list(lex)
+    except ValueError as e:
+        raise UsageError(f"{where}: cannot parse the command '{command}': {e}") from None
+    ops = [w for w in words if w in _SHELL_OPERATORS]
+    if ops:
+        raise UsageError(f"{where}: torchrun starts copies of one program, but '{command}' is a shell line "
+                         f"(it has '{ops[0]}'); put the pipeline in a script or run it with --gpu 1")
+    n_assign = 0
+    while n_assign < len(words) and _ASSIGNMENT.match(words[n_assign]):
+        n_assign += 1
+    if n_assign == len(words):
+        raise UsageError(f"{where}: no program in the command '{command}'")
+    prog = os.path.basename(words[n_assign])
+    if prog.startswith("speechkd-") and prog not in DDP_ENTRY_POINTS:
+        raise UsageError(f"{where}: {prog} does not train under torchrun (the entry points that do: "
+                         f"{', '.join(DDP_ENTRY_POINTS)}); run it with --gpu 1 or 0")
+    if shutil.which("torchrun") is None:
+        raise UsageError(f"{where}: torchrun not found in PATH (it comes with torch: source path.sh first)")
+    # the leading assignments stay in front of torchrun (its processes inherit them), the rest as written
+    m = re.match(r"^\s*((?:[A-Za-z_][A-Za-z0-9_]*=[^\s'\"\\$`]*\s+)*)(.*)$", command, re.S)
+    prefix, rest = m.group(1).strip(), m.group(2).strip()
+    if len(prefix.split()) != n_assign:
+        raise UsageError(f"{where}: write the leading assignments of '{command}' without quotes or $, "
+                         "or export them before the runner")
+    if rendezvous == "standalone":
+        if nnodes > 1:
+            raise UsageError(f"{where}: several nodes need a cluster (cmd_backend=slurm)")
+        launch = f"torchrun --standalone --nnodes 1 --nproc_per_node {nproc} --no-python"
+    elif rendezvous == "slurm":
+        head = '$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)'
+        port = "$((29500 + ${SLURM_JOB_ID:-0} % 20000))"
+        launch = (f"srun --nodes {nnodes} --ntasks-per-node 1 --kill-on-bad-exit=1 torchrun --nnodes {nnodes} "
+                  f"--nproc_per_node {nproc} --rdzv_backend c10d --rdzv_endpoint \"{head}:{port}\" "
+                  f"--rdzv_id \"${{SLURM_JOB_ID:-0}}\" --no-python")
+    else:
+        raise ValueError(f"rendezvous must be standalone or slurm, got {rendezvous!r}")
+    return " ".join(x for x in (prefix, launch, rest) if x)
 
 
 def usage_exit(prog: str, usage: str, err: Exception) -> int:

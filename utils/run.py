@@ -19,8 +19,12 @@ bash with stdout and stderr sent to the job's log, which starts with the command
 Exit status 0 when every job succeeded; otherwise prints
 ``utils/run.py: K / N failed, log is in exp/log/feats.3.log`` and exits 1.
 
-``--mem``, ``--time`` and ``--gpu`` are accepted and ignored here (they matter to utils/slurm.py), as is
-any other ``--name value`` option. Ctrl-C or SIGTERM kills the running jobs.
+``--mem`` and ``--time`` are accepted and ignored here (they matter to utils/slurm.py), as is any other
+``--name value`` option. ``--gpu 0`` or ``1`` runs the command as it is; ``--gpu N`` with N > 1 starts it
+through ``torchrun --standalone --nproc_per_node N`` (one process per GPU; on a machine without GPUs the N
+processes train on the CPU with gloo, a way to try a multi-GPU stage before a cluster job). The command
+must then be one training program with its arguments (see ``jobs_common.DDP_ENTRY_POINTS``);
+``--nodes M`` > 1 needs utils/slurm.py. Ctrl-C or SIGTERM kills the running jobs.
 
 Threads: ``--num-threads T`` sets OMP_NUM_THREADS/MKL_NUM_THREADS (read by torch) for the jobs unless already
 set in the environment. Without it, when several jobs run at once (``min(--max-jobs-run, number of jobs)``
@@ -31,7 +35,6 @@ An OMP_NUM_THREADS the user exported is never overridden.
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -40,8 +43,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
-from jobs_common import (JobSpec, UsageError, failure_message, parse_command_line,  # noqa: E402
-                         positive_int, usage_exit)
+from jobs_common import (JobSpec, UsageError, failure_message, gpus_and_nodes,  # noqa: E402
+                         parse_command_line, positive_int, torchrun_command, usage_exit)
 
 USAGE = ("usage: utils/run.py [--max-jobs-run N] [--mem M] [--time T] [--gpu G] [--num-threads T] "
          "[JOB=1:N] log-file command args...")
@@ -154,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         spec = parse_command_line(argv)
         max_jobs = positive_int(spec, "max_jobs_run", cpu_count())
         threads = positive_int(spec, "num_threads", None)
+        gpus, nodes = gpus_and_nodes(spec)
+        if gpus > 1 or nodes > 1:
+            spec.command = torchrun_command(spec.command, max(gpus, 1), nodes, "standalone")
     except UsageError as e:
         return usage_exit(prog, USAGE, e)
     signal.signal(signal.SIGTERM, _on_sigterm)

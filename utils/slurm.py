@@ -25,6 +25,14 @@ What it does:
      ``utils/slurm.py: K / N failed, log is in exp/log/feats.3.log`` and exit 1.
   Ctrl-C or SIGTERM cancels the array job (``scancel``).
 
+Several GPUs and nodes: ``--gpu N`` asks for N GPUs per node (the config's ``gpu`` option) and, with N > 1,
+each task runs its command as ``srun torchrun --nproc_per_node N`` (one process per GPU); ``--nodes M``
+(M > 1) asks for M nodes with one task each (``--nodes=M --ntasks-per-node=1``) and the M torchruns meet at
+the allocation's first node (c10d rendezvous, port from the job id). The command must be one training
+program with its arguments (``jobs_common.DDP_ENTRY_POINTS``)::
+
+    utils/slurm.py --gpu 4 --nodes 2 --time 72:00:00 exp/distil/train.log speechkd-distill --config ...
+
 Config file (Kaldi/ESPnet slurm.conf style; ``$0`` is the option's value)::
 
     command sbatch --export=ALL
@@ -52,8 +60,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
-from jobs_common import (JobSpec, UsageError, failure_message, parse_command_line,  # noqa: E402
-                         positive_int, usage_exit)
+from jobs_common import (JobSpec, UsageError, failure_message, gpus_and_nodes,  # noqa: E402
+                         parse_command_line, positive_int, torchrun_command, usage_exit)
 
 USAGE = ("usage: utils/slurm.py [--config conf/slurm.conf] [--mem M] [--time T] [--gpu G] "
          "[--num-threads T] [--max-jobs-run N] [JOB=1:N] log-file command args...")
@@ -72,7 +80,7 @@ default gpu=0
 """
 
 # options the runner itself consumes (never looked up in the config)
-RUNNER_OPTIONS = ("config", "max_jobs_run", "poll_interval")
+RUNNER_OPTIONS = ("config", "max_jobs_run", "poll_interval", "nodes")
 # final task states in which the batch script cannot have written its status file
 KILLED_STATES = {"CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED",
                  "FAILED"}
@@ -250,7 +258,9 @@ class SlurmRunner:
         if ("name", "*") in self.config.options:
             opts.setdefault("name", _job_base(self.spec))
         array = self.spec.range_text + (f"%{self.max_jobs}" if self.max_jobs else "")
-        return [*self.config.sbatch_args(opts), "--parsable", f"--array={array}",
+        nodes = gpus_and_nodes(self.spec)[1]
+        per_node = [f"--nodes={nodes}", "--ntasks-per-node=1"] if nodes > 1 else []
+        return [*self.config.sbatch_args(opts), *per_node, "--parsable", f"--array={array}",
                 f"--output={os.path.abspath(self.out_pattern)}", f"--chdir={os.getcwd()}",
                 os.path.abspath(self.script)]
 
@@ -356,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
         spec = parse_command_line(argv)
         max_jobs = positive_int(spec, "max_jobs_run", None)
         threads = positive_int(spec, "num_threads", 1)
+        gpus, nodes = gpus_and_nodes(spec)
+        if gpus > 1 or nodes > 1:   # one torchrun per node (srun), one process per GPU
+            spec.command = torchrun_command(spec.command, max(gpus, 1), nodes, "slurm")
         poll_max = float(spec.options.get("poll_interval", 10))
         config = SlurmConfig.load(spec.options.get("config"))
         slurm_opts = {k: v for k, v in spec.options.items() if k not in RUNNER_OPTIONS}

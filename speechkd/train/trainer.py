@@ -383,10 +383,10 @@ class Trainer:
             return metrics
         if self.is_main:
             self.exp_dir.mkdir(parents=True, exist_ok=True)
-            log.info("training %s: %d steps, %d batches/epoch, %d trainable params, device %s, precision %s",
-                     type(self.model).__name__, total, n_batches,
+            log.info("training %s: %d steps, %d batches/epoch, %d trainable params, device %s, precision %s, "
+                     "%d process%s", type(self.model).__name__, total, n_batches,
                      sum(p.numel() for p in self.model.parameters() if p.requires_grad), self.device,
-                     self.precision)
+                     self.precision, self.world_size, "" if self.world_size == 1 else "es (DDP)")
         from ..utils.progress import progress as progress_bar
 
         bar = progress_bar(total=total, initial=self.step, progress=self.is_main and bool(self.tcfg["progress"]),

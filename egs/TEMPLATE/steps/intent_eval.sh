@@ -10,6 +10,8 @@
 # <out>/<method>/seed<N>/{model,train.log,decode_<set>/{hyp,ref,accuracy.json,score.json}}.
 set -euo pipefail
 cmd=utils/run.py
+ngpu=1          # GPUs per training job (> 1: torchrun, one process per GPU; see utils/run.py, utils/slurm.py)
+nnodes=1        # nodes per training job (> 1: Slurm only)
 decode_cmd=utils/run.py   # unused (kept for a uniform interface)
 intent_conf=conf/intent.yaml
 methods="none pad"
@@ -39,7 +41,7 @@ intent_one() {   # intent_one METHOD SEED -> $out/METHOD/seedSEED
   mkdir -p "$dir"
   # one process trains and scores (decode_<set>/); 'speechkd-train-intent eval' re-scores alone
   # shellcheck disable=SC2086
-  $cmd --gpu 1 "$dir/train.log" \
+  $cmd --gpu "$ngpu" --nodes "$nnodes" "$dir/train.log" \
     speechkd-train-intent train --config "$intent_conf" --train-data "${train_data//SEED/$seed}" \
       --valid-data "$valid" --init "$init" --exp "$dir" "${intent_opt[@]}" --train.seed "$seed" $extra \
       --eval-data "${eval_dirs[@]}"

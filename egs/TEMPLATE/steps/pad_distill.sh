@@ -19,6 +19,8 @@
 #                            table's setting, where every cosine/MSE row collapsed onto one output)
 set -euo pipefail
 cmd=utils/run.py
+ngpu=1          # GPUs per training job (> 1: torchrun, one process per GPU; see utils/run.py, utils/slurm.py)
+nnodes=1        # nodes per training job (> 1: Slurm only)
 pad_conf=conf/pad.yaml
 methods="mse cosine infonce uniform pad pad_noprior pad_word"
 seeds="1"
@@ -54,7 +56,7 @@ distil_one() {   # distil_one METHOD SEED -> $out/METHOD/seedSEED
   log "distillation '$m' (seed $seed) -> $dir"
   mkdir -p "$dir"
   # shellcheck disable=SC2086
-  $cmd --gpu 1 "$dir/train.log" \
+  $cmd --gpu "$ngpu" --nodes "$nnodes" "$dir/train.log" \
     speechkd-pad-distill --config "$pad_conf" --train-data "$train" --valid-data "$valid" --init "$init" \
       --text-model "$text_model" --exp "$dir" --train.seed "$seed" ${opts[$m]} $extra
 }

@@ -19,6 +19,8 @@ per_intent=0         # 0: the whole training set labels the intent head; N > 0: 
 conf_tag=default
 cuda_cmd=utils/run.py
 decode_cmd=utils/run.py
+ngpu=1               # GPUs per training job (> 1: torchrun, one process per GPU)
+nnodes=1             # nodes per training job (> 1: Slurm only)
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--valid DIR] --speech_model PATH --text_model DIR [--methods '...'] [--seeds '1 2']"
 . utils/parse_options.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -37,7 +39,7 @@ fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "stage 3: distillation from $text_model: $methods"
   [ -n "$text_model" ] || { echo "$0: --text_model is required" >&2; exit 1; }
-  steps/pad_distill.sh --cmd "$cuda_cmd" --pad_conf conf/pad${sfx}.yaml --methods "$methods" --seeds "$seeds" \
+  steps/pad_distill.sh --cmd "$cuda_cmd" --ngpu "$ngpu" --nnodes "$nnodes" --pad_conf conf/pad${sfx}.yaml --methods "$methods" --seeds "$seeds" \
     --all_seed_methods "$all_seed_methods" data/train "$valid" exp/speech_ssl "$text_model" exp/distill
 fi
 
@@ -49,7 +51,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     done
   fi
   cut -d' ' -f2 data/train/utt2intent | sort -u > data/intents
-  steps/intent_eval.sh --cmd "$cuda_cmd" --decode_cmd "$decode_cmd" --intent_conf conf/intent${sfx}.yaml \
+  steps/intent_eval.sh --cmd "$cuda_cmd" --ngpu "$ngpu" --nnodes "$nnodes" --decode_cmd "$decode_cmd" --intent_conf conf/intent${sfx}.yaml \
     --methods "none $methods" --seeds "$seeds" --all_seed_methods "$all_seed_methods" --train_data "$train_lab" \
     --intents data/intents "$valid" exp/speech_ssl exp/distill exp/intent "test"
 fi

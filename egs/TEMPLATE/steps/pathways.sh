@@ -34,6 +34,8 @@ nj=             # former name of --max_parallel (still accepted)
 threads=1       # torch threads per job (OMP_NUM_THREADS through the job runner)
 cmd=utils/run.py
 decode_cmd=utils/run.py
+ngpu=1          # GPUs per training job (> 1: torchrun, one process per GPU; see utils/run.py, utils/slurm.py)
+nnodes=1        # nodes per training job (> 1: Slurm only)
 help_message="Usage: $0 [options] '<languages>'"
 . utils/parse_options.sh
 [ $# -eq 1 ] || { echo "$help_message" >&2; exit 1; }
@@ -54,28 +56,28 @@ job() {
   case $kind in
     multi)
       mkdir -p exp/dense_multi
-      ${cmd} --gpu 1 --num-threads "$threads" exp/dense_multi/train.log \
+      ${cmd} --gpu "$ngpu" --nodes "$nnodes" --num-threads "$threads" exp/dense_multi/train.log \
         speechkd-train-transducer --config "$conf/train$sfx.yaml" "${common[@]}" --token-dir "$token_dir" \
           --exp exp/dense_multi ;;
     mono)
       dir=exp/dense_mono/$2
       mkdir -p "$dir"
-      ${cmd} --gpu 1 --num-threads "$threads" "$dir/train.log" \
+      ${cmd} --gpu "$ngpu" --nodes "$nnodes" --num-threads "$threads" "$dir/train.log" \
         speechkd-train-transducer --config "$conf/train$sfx.yaml" "${common[@]}" --token-dir "$token_dir" \
           --langs "$2" --exp "$dir" --train.max_steps "$mono_steps" ;;
     agnostic)   # pruning, then as many joint multilingual steps as the pathways stage with the agnostic mask fixed
       dir=exp/agnostic/seed$2
       mkdir -p "$dir/joint"
-      ${cmd} --gpu 1 --num-threads "$threads" "$dir/prune.log" \
+      ${cmd} --gpu "$ngpu" --nodes "$nnodes" --num-threads "$threads" "$dir/prune.log" \
         speechkd-prune --config "$conf/prune$sfx.yaml" --init exp/dense_multi/model "${common[@]}" --exp "$dir" \
           --train.seed "$2" || return 1
-      ${cmd} --gpu 1 --num-threads "$threads" "$dir/joint/train.log" \
+      ${cmd} --gpu "$ngpu" --nodes "$nnodes" --num-threads "$threads" "$dir/joint/train.log" \
         speechkd-train-transducer --config "$conf/pathways$sfx.yaml" --mode masked --init "$dir/model" \
           --masks "$dir/masks.pt" "${common[@]}" --exp "$dir/joint" --train.seed "$2" ;;
     mono_prune)
       dir=exp/mono_sparse/$2
       mkdir -p "$dir"
-      ${cmd} --gpu 1 --num-threads "$threads" "$dir/prune.log" \
+      ${cmd} --gpu "$ngpu" --nodes "$nnodes" --num-threads "$threads" "$dir/prune.log" \
         speechkd-prune --config "$conf/prune$sfx.yaml" --init exp/dense_multi/model "${common[@]}" --langs "$2" \
           --exp "$dir" --train.seed "$mask_seed" ;;
     pathways)
@@ -83,14 +85,14 @@ job() {
       for l in $langs; do masks+=(--masks "$l=exp/mono_sparse/$l/masks.pt"); done
       dir=exp/pathways/seed$2
       mkdir -p "$dir"
-      ${cmd} --gpu 1 --num-threads "$threads" "$dir/train.log" \
+      ${cmd} --gpu "$ngpu" --nodes "$nnodes" --num-threads "$threads" "$dir/train.log" \
         speechkd-train-transducer --config "$conf/pathways$sfx.yaml" --mode pathways --init exp/dense_multi/model \
           "${masks[@]}" "${common[@]}" --exp "$dir" --train.seed "$2" ;;
     dense_equal)   # the dense multilingual model, trained on with the joint stage's optimiser for the
                    # updates pruning (rounds x round_steps) and joint training add: pathways' budget, no mask
       dir=exp/dense_equal/seed$2
       mkdir -p "$dir"
-      ${cmd} --gpu 1 --num-threads "$threads" "$dir/train.log" \
+      ${cmd} --gpu "$ngpu" --nodes "$nnodes" --num-threads "$threads" "$dir/train.log" \
         speechkd-train-transducer --config "$conf/pathways$sfx.yaml" --mode dense --init exp/dense_multi/model \
           "${common[@]}" --exp "$dir" --train.seed "$2" --train.max_steps "$extra_steps" ;;
     decode)

@@ -29,6 +29,8 @@ text_layer=-1                 # hidden-state index of the text model (HF convent
 interpolation=nearest         # nearest (paper) | linear (ablation)
 audio=path                    # path (soundfile decodes mp3) | ffmpeg (pipe to 16 kHz wav)
 conf_tag=default              # picks conf/finetune.yaml (default) or conf/finetune_<tag>.yaml
+ngpu=1        # GPUs per training job (> 1: torchrun with one process per GPU, through cmd.sh's runner)
+nnodes=1      # nodes per training job (> 1: cmd_backend=slurm; one torchrun per node)
 help_message="Usage: $0 --cv_root DIR --xlsr PATH --text_model DIR [--langs 'ky tt'] [--lambdas '0 0.5'] [--seeds '1 2'] [--stage N] [--stop_stage N]"
 
 . ./path.sh
@@ -78,7 +80,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
                    --l2s.interpolation "$interpolation" --l2s.cache exp/l2s_text_states/$l.pt)
         fi
         mkdir -p "$dir"
-        ${cuda_cmd} --gpu 1 --mem 32G --time 24:00:00 "$dir/train.log" \
+        ${cuda_cmd} --gpu "$ngpu" --nodes "$nnodes" --mem 32G --time 24:00:00 "$dir/train.log" \
           speechkd-finetune --config conf/finetune${sfx}.yaml --init exp/xlsr/model \
             --train-data data/train_sub_$l --valid-data data/dev_$l --token-dir data/token_char_$l \
             --exp "$dir" --train.seed "$seed" "${l2s_opt[@]}"

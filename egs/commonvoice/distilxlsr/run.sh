@@ -23,6 +23,8 @@ lib=../../librispeech/distilxlsr/exp
 models="teacher=${lib}/teacher/model student_en=${lib}/student_en/model distilxlsr=${lib}/distilxlsr/model nojump=${lib}/nojump/model"
 seeds="1 2"
 ft_mode=per_lang   # per_lang (the paper) | joint (one model on all languages, scored per language)
+ngpu=1        # GPUs per training job (> 1: torchrun with one process per GPU, through cmd.sh's runner)
+nnodes=1      # nodes per training job (> 1: cmd_backend=slurm; one torchrun per node)
 help_message="Usage: $0 --commonvoice <cv-corpus dir> [--langs 'ky sw'] [--models 'name=ckpt ...'] [--seeds '1 2']"
 
 . ./path.sh
@@ -68,7 +70,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
     ckpt=${m#*=}
     for seed in $seeds; do
       log "stage 5: fine-tune $ckpt ($ft_mode: $ft_sets; seed $seed)"
-      steps/finetune_langs.sh --cmd "$cuda_cmd" --nj "$nj" --train_config conf/finetune.yaml --seed "$seed" \
+      steps/finetune_langs.sh --cmd "$cuda_cmd" --ngpu "$ngpu" --nnodes "$nnodes" --nj "$nj" --train_config conf/finetune.yaml --seed "$seed" \
         --token_dir data/token_phone "$ckpt" "$ft_sets" exp/ft_$name/seed$seed
     done
   done

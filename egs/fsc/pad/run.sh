@@ -26,6 +26,8 @@ seeds=               # seeds of the methods in all_seed_methods ["1 2"]
 all_seed_methods=    # methods run with every seed, the rest with the first ["none pad"]
 per_intent=          # 0: the whole training set labels the intent head; N > 0: N utterances per intent [0]
 conf_tag=default     # picks conf/*.yaml (default) or conf/*_<tag>.yaml
+ngpu=1        # GPUs per training job (> 1: torchrun with one process per GPU, through cmd.sh's runner)
+nnodes=1      # nodes per training job (> 1: cmd_backend=slurm; one torchrun per node)
 help_message="Usage: $0 --fsc_root DIR --speech_model PATH --text_model DIR [--methods '...'] [--seeds '1 2'] [--stage N] [--stop_stage N]"
 
 . ./path.sh
@@ -43,5 +45,5 @@ fi
 step_opts=()
 for v in methods seeds all_seed_methods per_intent; do [ -z "${!v}" ] || step_opts+=("--$v" "${!v}"); done
 steps/pad_slu.sh --stage "$stage" --stop_stage "$stop_stage" --conf_tag "$conf_tag" --valid data/valid \
-  --speech_model "$speech_model" --text_model "$text_model" --cuda_cmd "$cuda_cmd" --decode_cmd "$decode_cmd" \
+  --speech_model "$speech_model" --text_model "$text_model" --cuda_cmd "$cuda_cmd" --decode_cmd "$decode_cmd" --ngpu "$ngpu" --nnodes "$nnodes" \
   "${step_opts[@]}"

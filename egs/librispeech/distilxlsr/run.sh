@@ -26,6 +26,8 @@ shuffle_seed=1
 across_utts=false          # true: shuffle phones across the utterances of a speaker
 crossfade_ms=5
 nojump_init=first          # student without layer-jumping: first | none
+ngpu=1        # GPUs per training job (> 1: torchrun with one process per GPU, through cmd.sh's runner)
+nnodes=1      # nodes per training job (> 1: cmd_backend=slurm; one torchrun per node)
 help_message="Usage: $0 --librispeech <dir> --teacher_src <XLSR checkpoint> [--stage N] [--stop_stage N]"
 
 . ./path.sh
@@ -65,14 +67,15 @@ fi
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   log "stage 5: phone CTC aligner (from scratch, Fbank)"
   mkdir -p exp/aligner
-  ${cuda_cmd} --gpu 1 --time 24:00:00 exp/aligner/train.log \
+  ${cuda_cmd} --gpu "$ngpu" --nodes "$nnodes" --time 24:00:00 exp/aligner/train.log \
     speechkd-finetune --config conf/aligner.yaml --train-data data/$train_set --valid-data data/$valid_set \
       --token-dir data/token_phone --exp exp/aligner --data.text_file phones
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   log "stage 6: forced alignment of data/$train_set"
-  steps/align_ctc.sh --nj "$nj" --cmd "$decode_cmd" exp/aligner/model data/$train_set exp/align_$train_set
+  aligner=exp/aligner/model_best; [ -f "$aligner/model.pt" ] || aligner=exp/aligner/model   # best on $valid_set
+  steps/align_ctc.sh --nj "$nj" --cmd "$decode_cmd" "$aligner" data/$train_set exp/align_$train_set
 fi
 
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
@@ -95,7 +98,7 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
     read -r data init <<< "${students[$name]}"
     log "stage 9: distil $name: $data, layer init '$init'"
     mkdir -p exp/$name
-    ${cuda_cmd} --gpu 1 --time 72:00:00 exp/$name/train.log \
+    ${cuda_cmd} --gpu "$ngpu" --nodes "$nnodes" --time 72:00:00 exp/$name/train.log \
       speechkd-distill --config conf/distill.yaml --teacher exp/teacher/model --train-data "$data" \
         --valid-data data/$valid_set --exp exp/$name --student.init "$init"
   done

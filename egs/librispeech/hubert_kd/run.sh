@@ -24,6 +24,8 @@ train_set=train_clean_100
 valid_set=dev_clean
 fb_freeze=true
 seed=1
+ngpu=1        # GPUs per training job (> 1: torchrun with one process per GPU, through cmd.sh's runner)
+nnodes=1      # nodes per training job (> 1: cmd_backend=slurm; one torchrun per node)
 help_message="Usage: $0 --src <LibriSpeech> --finetune_src <librispeech_finetuning> --teacher_ckpt <hubert .pt | HF dir> [--stage N] [--students '...']"
 
 . ./path.sh
@@ -81,7 +83,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
         log "stage 5: Fbank front-end stage A -> $fe"
         mkdir -p "$fe"
         # shellcheck disable=SC2046
-        ${cuda_cmd} --gpu 1 --time 24:00:00 "$fe/distill.log" \
+        ${cuda_cmd} --gpu "$ngpu" --nodes "$nnodes" --time 24:00:00 "$fe/distill.log" \
           speechkd-distill --config conf/distill_frontend.yaml --teacher exp/teacher/model \
             --train-data data/$train_set --exp "$fe" $(student_opts fb) --train.seed "$seed"
       fi
@@ -89,7 +91,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
     fi
     log "stage 5: distil $s -> $dir"
     # shellcheck disable=SC2046
-    ${cuda_cmd} --gpu 1 --time 72:00:00 "$dir/distill.log" \
+    ${cuda_cmd} --gpu "$ngpu" --nodes "$nnodes" --time 72:00:00 "$dir/distill.log" \
       speechkd-distill --config conf/distill.yaml --teacher exp/teacher/model --train-data data/$train_set \
         --valid-data data/$valid_set --exp "$dir" $(student_opts "$s") "${init_from[@]}" --train.seed "$seed"
   done
@@ -101,7 +103,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
     for f in $ft_sets; do
       log "stage 6: CTC fine-tuning of $init on train_$f -> $dir/ft$f"
       mkdir -p "$dir/ft$f"
-      ${cuda_cmd} --gpu 1 --time 24:00:00 "$dir/ft$f/train.log" \
+      ${cuda_cmd} --gpu "$ngpu" --nodes "$nnodes" --time 24:00:00 "$dir/ft$f/train.log" \
         speechkd-finetune --config conf/finetune.yaml --init "$init" --train-data data/train_$f \
           --valid-data data/$valid_set --token-dir data/token_char --exp "$dir/ft$f" --train.seed "$seed"
     done
@@ -113,7 +115,9 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
     for f in $ft_sets; do
       for t in $test_sets; do
         log "stage 7: decode + score $t ($dir/ft$f)"
-        steps/decode_score.sh --nj "$nj" --cmd "$decode_cmd" --units word,char "$dir/ft$f/model" data/$t \
+        # the best checkpoint on $valid_set (conf/finetune.yaml: best_metric ter), the last one if none was kept
+        model=$dir/ft$f/model_best; [ -f "$model/model.pt" ] || model=$dir/ft$f/model
+        steps/decode_score.sh --nj "$nj" --cmd "$decode_cmd" --units word,char "$model" data/$t \
           "$dir/ft$f/decode_$t"
       done
     done

@@ -163,7 +163,7 @@ finetune_one() {   # finetune_one NAME SEED: $(init_of NAME SEED) fine-tuned on 
   [ "$name" = scratch ] && opts=(--finetune_opts "${scratch_finetune_opts[*]}")
   log "stage 10: fine-tune $init${opts[*]:+ (architecture only: from scratch)} ($ft_mode: $ft_sets; seed $seed) -> exp/ft_$name/seed$seed"
   steps/finetune_langs.sh --cmd "$cuda_cmd --num-threads 1" --nj 1 --train_config conf/finetune${sfx}.yaml \
-    --seed "$seed" --token_dir data/token_phone "${opts[@]}" "$init" "$ft_sets" exp/ft_$name/seed$seed
+    --decode_ckpt last --seed "$seed" --token_dir data/token_phone "${opts[@]}" "$init" "$ft_sets" exp/ft_$name/seed$seed
 }
 
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then

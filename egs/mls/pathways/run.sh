@@ -22,6 +22,8 @@ train_nj=4                # independent training/decoding runs at a time (langua
 seeds="1 2"
 beam=4
 piece_ms=320
+ngpu=1        # GPUs per training job (> 1: torchrun with one process per GPU, through cmd.sh's runner)
+nnodes=1      # nodes per training job (> 1: cmd_backend=slurm; one torchrun per node)
 help_message="Usage: $0 --mls_root <folder> [--stage N] [--stop_stage N] [--languages a,b] [--low_resource code]"
 
 . ./path.sh
@@ -60,5 +62,5 @@ fi
 if [ "$stop_stage" -ge 4 ]; then   # stages 4-10: the method (same stage numbers in steps/pathways.sh)
   steps/pathways.sh --stage "$stage" --stop_stage "$stop_stage" --conf conf \
     --max_parallel "$train_nj" --seeds "$seeds" --beam "$beam" --piece_ms "$piece_ms" --token_dir data/token_sp \
-    --cmvn dump/fbank/train/cmvn.npz --cmd "$cuda_cmd" --decode_cmd "$decode_cmd" "$codes"
+    --cmvn dump/fbank/train/cmvn.npz --cmd "$cuda_cmd" --decode_cmd "$decode_cmd" --ngpu "$ngpu" --nnodes "$nnodes" "$codes"
 fi
