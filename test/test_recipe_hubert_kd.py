@@ -13,7 +13,7 @@ import torch
 
 from speechkd.utils.config import load_config
 
-from recipe_runner import assert_rescored, copy_recipe
+from recipe_runner import assert_rescored, copy_recipe, log_values
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,9 +91,13 @@ def test_librispeech_hubert_kd_stages_1_to_4_on_fake_tree(tmp_path):
     rec = copy_recipe("librispeech/hubert_kd", tmp_path)
     env = dict(os.environ, SPEECHKD_ROOT=str(ROOT), cmd_backend="local", HF_HUB_OFFLINE="1")
     p = subprocess.run(["bash", "run.sh", "--stop_stage", "4", "--nj", "2", "--src", str(tree["librispeech"]),
-                        "--finetune_src", str(tree["finetune"]), "--teacher_ckpt", str(hf)],
+                        "--finetune_src", str(tree["finetune"]), "--teacher_ckpt", str(hf), "--students", "sw dt"],
                        cwd=rec, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-4000:]
+    # an HF HubertModel has no codebook head: the L_disc students (the default list has them) stop at stage 4
+    q = subprocess.run(["bash", "run.sh", "--stage", "4", "--stop_stage", "4", "--teacher_ckpt", str(hf)],
+                       cwd=rec, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert q.returncode == 1 and "need the teacher's HuBERT head" in q.stdout, q.stdout[-3000:]
     for d in ("train_clean_100", "dev_clean", "test_clean", "test_other", "train_10h", "train_1h", "train_10min"):
         assert (rec / "data" / d / "wav.scp").exists(), d
     n_train = len((rec / "data/train_clean_100/wav.scp").read_text().splitlines())
@@ -109,3 +113,32 @@ def test_librispeech_hubert_kd_stages_1_to_4_on_fake_tree(tmp_path):
                         "for s in sw sw_disc dt dt_disc fb fb_disc; do student_opts $s; done"],
                        cwd=rec, stdout=subprocess.PIPE, text=True)
     assert q.stdout.count("--student.preset") == 6 and q.stdout.count("--loss.w_disc 1.0") == 3
+
+
+def test_librispeech_hubert_kd_dryrun(tmp_path):
+    """``--conf_tag dryrun``: every stage of the real recipe on a fake LibriSpeech with the paper-size models
+    (a random-weight HuBERT Base teacher, 2 x 768 / 12-layer students), 2 updates per training job."""
+    rec = copy_recipe("librispeech/hubert_kd", tmp_path)
+    env = dict(os.environ, SPEECHKD_ROOT=str(ROOT), cmd_backend="local", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    p = subprocess.run(["bash", "run.sh", "--conf_tag", "dryrun", "--students", "sw dt fb_disc",
+                        "--ft_sets", "10min", "--test_sets", "test_clean"],
+                       cwd=rec, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1500)
+    assert p.returncode == 0, p.stdout[-6000:]
+    from speechkd.models.checkpoint import load_checkpoint
+
+    teacher, _ = load_checkpoint(rec / "exp/teacher/model")
+    assert (teacher.cfg.n_layers, teacher.cfg.d_model) == (12, 768)          # HuBERT Base
+    n_teacher = sum(p.numel() for p in teacher.parameters())
+    assert 90e6 < n_teacher < 100e6, n_teacher
+    sw, _ = load_checkpoint(rec / "exp/sw/model")
+    dt, _ = load_checkpoint(rec / "exp/dt/model")
+    assert (sw.cfg.n_layers, sw.cfg.d_model) == (2, 768) and dt.cfg.n_layers == 12
+    n_sw, n_dt = (sum(p.numel() for p in m.parameters()) for m in (sw, dt))
+    assert abs(n_dt - n_sw) < 0.05 * n_sw, (n_sw, n_dt)                  # D&T solved for S&W's budget
+    for run in ("sw", "dt", "fb_disc", "fb_frontend"):
+        steps = log_values(rec / f"exp/{run}/distill.log", "loss")
+        assert len(steps) >= 2, run
+    for d in ("ft_teacher", "sw", "dt", "fb_disc"):
+        assert (rec / f"exp/{d}/ft10min/model/model.pt").exists(), d
+        assert_rescored(rec / f"exp/{d}/ft10min/decode_test_clean/score.json", rec)
+    assert "S&W 2x768, L1+cos" in (rec / "RESULTS_dryrun.md").read_text()

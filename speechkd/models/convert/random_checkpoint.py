@@ -1,0 +1,72 @@
+"""Random-weight checkpoints of the papers' architectures, for dry runs of the real-corpus recipes.
+
+A dry run (``./run.sh --conf_tag dryrun``) trains the paper-size models for a few updates on a fake corpus
+before a cluster job. No weights can be downloaded, so its teacher is the paper's architecture with random
+weights, in one of two formats:
+
+- ``hf``: the Hugging Face directory a user would pass (config.json + safetensors), read back by the same
+  importer (``speechkd-import-checkpoint``) a real one goes through. HF's HubertModel has no pre-training
+  head (no codebook), like the published HF HuBERT checkpoints.
+- ``speechkd``: a speechkd checkpoint dir (config.yaml + model.pt) built from :mod:`speechkd.models.ssl`'s
+  factories, with HuBERT's masked-prediction head (504 labels, final_dim 256, as fairseq's
+  hubert_base_ls960.pt has): what an import of the fairseq file gives, so L_disc students can run.
+
+Example::
+
+    write_random_checkpoint("hubert_base", "exp/dryrun/hubert_base_hf", fmt="hf")    # 94.4M params
+    write_random_checkpoint("hubert_base", "exp/dryrun/hubert_base", fmt="speechkd")   # + HuBERT head
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger("speechkd")
+
+# arch -> (transformers class, its config class, config fields, speechkd.models.ssl factory)
+ARCHS = {
+    # HuBERT Base (hubert_base_ls960): 12 x 768, group-norm CNN without conv bias
+    "hubert_base": ("HubertModel", "HubertConfig", {}, "hubert_base"),
+    # wav2vec 2.0 Base
+    "wav2vec2_base": ("Wav2Vec2Model", "Wav2Vec2Config", {}, "wav2vec2_base"),
+    # XLSR-53 (and XLS-R 300M, the same shape): 24 x 1024, layer-norm CNN with bias, pre-LN transformer
+    "xlsr_53": ("Wav2Vec2Model", "Wav2Vec2Config", {
+        "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096,
+        "feat_extract_norm": "layer", "conv_bias": True, "do_stable_layer_norm": True}, "xlsr_large"),
+}
+FORMATS = ("hf", "speechkd")
+
+
+def write_random_checkpoint(arch: str, out, fmt: str = "hf", seed: int = 0) -> Path:
+    """Write ``arch`` (a key of :data:`ARCHS`) with random weights (``seed``) to ``out`` in format ``fmt``.
+
+    The directory is written whole or not at all (a temporary sibling renamed into place)."""
+    import torch
+
+    from ...utils.errors import ConfigError
+    from ...utils.fileio import atomic_dir
+
+    if arch not in ARCHS:
+        raise ConfigError(f"unknown architecture '{arch}' (known: {', '.join(sorted(ARCHS))})")
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown checkpoint format '{fmt}' (known: {', '.join(FORMATS)})")
+    model_cls, cfg_cls, fields, factory = ARCHS[arch]
+    torch.manual_seed(seed)
+    out = Path(out)
+    if fmt == "hf":
+        import transformers
+
+        model = getattr(transformers, model_cls)(getattr(transformers, cfg_cls)(**fields))
+        with atomic_dir(out) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+        shape = (model.config.num_hidden_layers, model.config.hidden_size)
+    else:
+        from .. import ssl
+        from ..checkpoint import save_checkpoint
+
+        model = getattr(ssl, factory)()
+        save_checkpoint(out, model, {"model": model.model_config(), "source": {"random": arch, "seed": seed}})
+        shape = (model.cfg.n_layers, model.cfg.d_model)
+    log.info("random %s (%d x %d, %.1fM params, %s format) -> %s", arch, *shape,
+             sum(p.numel() for p in model.parameters()) / 1e6, fmt, out)
+    return out
