@@ -206,3 +206,20 @@ def test_shuffle_datadir_cli(tiny_datadir, tmp_path):
     with pytest.raises(SystemExit):
         main(argv)
     assert first == {u: (tmp_path / "wavs" / f"{u}.wav").read_bytes() for u in o.utt_ids()}
+
+
+def test_word_entries_from_a_character_alignment():
+    from speechkd.align.ctm import CTMEntry, word_entries, words_from_char_ctm
+    from speechkd.utils.errors import DataError
+
+    chars = [("h", 0.10, 0.05), ("i", 0.15, 0.05), ("<space>", 0.20, 0.10), ("y", 0.30, 0.04),
+             ("o", 0.34, 0.06), ("u", 0.40, 0.05)]
+    entries = [CTMEntry("u1", s, d, t) for t, s, d in chars]
+    words = word_entries(entries, ["hi", "you"])
+    assert [(w.token, w.start, w.end) for w in words] == [("hi", 0.10, 0.20), ("you", 0.30, 0.45)]
+    # "▁" spaces (sentencepiece-style char units), and the utterance's entries out of time order
+    sp = [CTMEntry("u2", e.start, e.dur, "\u2581" if e.token == "<space>" else e.token) for e in entries]
+    got = words_from_char_ctm({"u2": sp[::-1], "u3": sp}, {"u2": "hi you"})
+    assert list(got) == ["u2"] and [w.token for w in got["u2"]] == ["hi", "you"]
+    with pytest.raises(DataError, match="u1: the character alignment has 2 words, the transcript 3"):
+        word_entries(entries, ["hi", "yo", "u"])

@@ -67,3 +67,39 @@ def test_real_recipe_data_stage_on_fake_tree(tmp_path, corpus):
         run_recipe(d, "--stage", "2", "--stop_stage", "2", timeout=120)
     for name in ("pad.yaml", "intent.yaml", "results.yaml"):
         assert (d / "conf" / name).exists()
+
+
+def test_slurp_word_spans_from_the_projects_ctc_aligner(tmp_path):
+    """Stage 2 of the real PAD recipe: a char CTC aligner fine-tuned from the imported speech model, then
+    each training/validation word's span from its forced alignment (data/<set>/words.ctm), in the words
+    and order of the transcript."""
+    from transformers import HubertConfig, HubertModel
+
+    from speechkd.align.ctm import read_ctm
+    from speechkd.corpus.slurp import make_fake_tree
+    from speechkd.data.datadir import read_kv
+
+    tree = make_fake_tree(tmp_path / "src")
+    hf = tmp_path / "hubert_tiny"
+    HubertModel(HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                             conv_dim=(16, 16), conv_kernel=(10, 3), conv_stride=(5, 2),
+                             num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2)).save_pretrained(hf)
+    d = copy_recipe("slurp/pad", tmp_path)
+    (d / "conf/aligner_tiny.yaml").write_text(
+        "model: {freeze_frontend: true, encoder: {mask_time_prob: 0.0}}\nfinetune: {freeze_encoder_steps: 0}\n"
+        "data: {text_file: text, batch_seconds: 2}\noptim: {lr: 1.0e-3, warmup_steps: 1}\n"
+        "train: {max_steps: 4, log_interval: 1, valid_interval: 2, save_interval: 2, keep_last: 1, "
+        "progress: false, tensorboard: false}\n")
+    run_recipe(d, "--stage", "1", "--stop_stage", "2", "--slurp_root", str(tree), "--speech_model", str(hf),
+               "--conf_tag", "tiny", timeout=600)
+    assert (d / "exp/aligner/model/model.pt").exists()
+    for split in ("train", "devel"):
+        texts = read_kv(d / f"data/{split}/text")
+        durs = {u: float(v) for u, v in read_kv(d / f"data/{split}/utt2dur").items()}
+        ctm = read_ctm(d / f"data/{split}/words.ctm")
+        assert len(ctm) == len(texts), split                      # every utterance aligned
+        for utt, entries in ctm.items():
+            assert [e.token for e in entries] == texts[utt].split(), utt
+            starts = [e.start for e in entries]
+            assert starts == sorted(starts) and all(e.dur > 0 for e in entries)
+            assert entries[-1].end <= durs[utt] + 0.05, utt

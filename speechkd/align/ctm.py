@@ -19,7 +19,9 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 from ..utils.errors import DataError
 from ..utils.fileio import atomic_open
 
-__all__ = ["CTMEntry", "read_ctm", "write_ctm", "ctm_tokens"]
+__all__ = ["CTMEntry", "read_ctm", "write_ctm", "ctm_tokens", "word_entries", "words_from_char_ctm"]
+
+SPACE_SYMBOLS = ("<space>", "\u2581")   # how the char tokenizers write the space (speechkd.asr.tokenizer)
 
 
 @dataclass
@@ -88,4 +90,35 @@ def group_by_utt(entries: Iterable[CTMEntry]) -> Dict[str, List[CTMEntry]]:
     out: Dict[str, List[CTMEntry]] = {}
     for e in entries:
         out.setdefault(e.utt, []).append(e)
+    return out
+
+
+def word_entries(entries: Sequence[CTMEntry], words: Sequence[str]) -> List[CTMEntry]:
+    """The word CTM of one utterance from its character alignment (``entries`` in time order).
+
+    Each run of characters between space tokens (``<space>`` or ``▁``) is one word of ``words``, from its
+    first character's start to its last character's end (the space between two words belongs to neither).
+    A run count that differs from ``len(words)`` is a :class:`DataError` naming the utterance."""
+    runs: List[List[CTMEntry]] = [[]]
+    for e in entries:
+        if e.token in SPACE_SYMBOLS:
+            if runs[-1]:
+                runs.append([])
+        else:
+            runs[-1].append(e)
+    runs = [r for r in runs if r]
+    if len(runs) != len(words):
+        utt = entries[0].utt if entries else "?"
+        raise DataError(None, None, f"{utt}: the character alignment has {len(runs)} words, the transcript "
+                        f"{len(words)}")
+    return [CTMEntry(r[0].utt, r[0].start, round(r[-1].end - r[0].start, 6), w) for r, w in zip(runs, words)]
+
+
+def words_from_char_ctm(ctm: Mapping[str, Sequence[CTMEntry]], texts: Mapping[str, str]
+                        ) -> "OrderedDict[str, List[CTMEntry]]":
+    """Word CTMs of every aligned utterance with a transcript in ``texts`` (see :func:`word_entries`)."""
+    out: "OrderedDict[str, List[CTMEntry]]" = OrderedDict()
+    for utt, entries in ctm.items():
+        if utt in texts:
+            out[utt] = word_entries(sorted(entries, key=lambda e: e.start), texts[utt].split())
     return out

@@ -14,7 +14,11 @@ Segments (``--mode``): ``start`` (default; each phone lasts until the next one s
 (boundaries in the middle of blank gaps) or ``peaky`` (only the frames CTC fired on).
 With ``--ref-ctm`` (and no ``--ckpt``: for an existing ``<out>/phones.ctm``) the boundary errors are written to ``<out>/accuracy.json`` (median, % within 20 ms) and
 ``<out>/accuracy.md`` (the same as a markdown table row named after the data dir).
-Outputs: ``phones.ctm``, ``align.yaml`` (settings, frame shift, failures).
+Outputs: ``phones.ctm`` (one line per aligned token), ``align.yaml`` (settings, frame shift, failures).
+``--words`` (with a character CTC model and ``--text-file text``): also ``words.ctm``, each word from its
+first character's start to its last character's end (the word spans PAD reads from a data dir)::
+
+    speechkd-align --ckpt exp/aligner/model --data data/train --out exp/align_train --text-file text --words
 """
 from __future__ import annotations
 
@@ -47,7 +51,19 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-seconds", type=float, default=60.0)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--words", action="store_true",
+                   help="also write <out>/words.ctm from the character alignment (text file: text)")
     return p
+
+
+def _write_words(out: Path, data, text_file: str) -> None:
+    from speechkd.align.ctm import read_ctm, words_from_char_ctm, write_ctm
+    from speechkd.data.datadir import DataDir, read_kv
+
+    texts = dict(read_kv(DataDir(data).file(text_file)))
+    words = words_from_char_ctm(read_ctm(out / "phones.ctm"), texts)
+    write_ctm(out / "words.ctm", words)
+    log.info("word spans of %d utterances -> %s", len(words), out / "words.ctm")
 
 
 def _accuracy(out: Path, ref_ctm, tol: float, name: str) -> None:
@@ -74,11 +90,15 @@ def _main(argv=None):
         ctm = {}
         for j in range(1, args.nj + 1):
             part = out / f"split{args.nj}" / f"phones.{j}.ctm"
+            if args.nj == 1 and not part.exists() and (out / "phones.ctm").exists():
+                part = out / "phones.ctm"   # one job writes phones.ctm itself
             if not part.exists():
                 raise ConfigError(f"{part}: missing (job {j} of {args.nj} not finished?)")
             ctm.update(read_ctm(part))
         write_ctm(out / "phones.ctm", ctm)
         log.info("merged %d utterances into %s", len(ctm), out / "phones.ctm")
+        if args.words:
+            _write_words(out, args.data, args.text_file)
     else:
         if not args.ckpt:
             raise ConfigError("--ckpt is required (except with --merge)")
@@ -101,6 +121,8 @@ def _main(argv=None):
         save_config({"ckpt": str(args.ckpt), "data": str(args.data), "text_file": args.text_file,
                      "mode": args.mode, "frame_shift": m.frame_shift, **stats}, out / "align.yaml")
         log.info("aligned %d utterances (%d failed) -> %s", stats["utts"], stats["failed"], out / "phones.ctm")
+        if args.words:
+            _write_words(out, args.data, args.text_file)
     if args.ref_ctm:
         _accuracy(out, args.ref_ctm, args.tolerance_ms, Path(args.data).name)
 

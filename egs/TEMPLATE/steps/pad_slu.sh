@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Stages 2-5 of the real-corpus PAD recipes (egs/slurp/pad, egs/fsc/pad; stage 1, the corpus's data dirs,
-# stays in each run.sh): import the speech SSL model, distil the text model into it with each method
+# stays in each run.sh): import the speech SSL model (and, with --aligner true, fine-tune a character CTC
+# aligner from it on the training transcripts and write each word's span to data/<set>/words.ctm with the
+# project's forced aligner, steps/align_ctc.sh: the word spans PAD's word and sub-word units read; without
+# it they come from letter counts), distil the text model into it with each method
 # (steps/pad_distill.sh), train and score an intent classifier on each model (steps/intent_eval.sh), and
 # write RESULTS.md. Run from the recipe dir; stage numbers are the recipe's.
 #
@@ -17,6 +20,9 @@ seeds="1 2"
 all_seed_methods="none pad"
 per_intent=0         # 0: the whole training set labels the intent head; N > 0: N utterances per intent
 conf_tag=default
+aligner=true         # true: word spans from a char CTC forced alignment; false: from letter counts
+aligner_conf=        # speechkd-finetune config of the aligner (default conf/aligner<sfx>.yaml)
+nj=4                 # alignment jobs
 cuda_cmd=utils/run.py
 decode_cmd=utils/run.py
 ngpu=1               # GPUs per training job (> 1: torchrun, one process per GPU)
@@ -34,6 +40,23 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "stage 2: import the speech SSL model -> exp/speech_ssl"
   [ -n "$speech_model" ] || { echo "$0: --speech_model is required" >&2; exit 1; }
   speechkd-import-checkpoint --src "$speech_model" --out exp/speech_ssl
+  if [ "$aligner" = true ]; then
+    : "${aligner_conf:=conf/aligner${sfx}.yaml}"
+    log "stage 2: character CTC aligner from exp/speech_ssl on data/train ($aligner_conf) -> exp/aligner"
+    # the inventory of every set aligned (a character only the validation set has must still be a unit)
+    speechkd-make-tokens --kind char --text data/train/text --text "$valid/text" --out data/token_char
+    mkdir -p exp/aligner
+    $cuda_cmd --gpu "$ngpu" --nodes "$nnodes" exp/aligner/train.log \
+      speechkd-finetune --config "$aligner_conf" --init exp/speech_ssl --train-data data/train \
+        --valid-data "$valid" --token-dir data/token_char --exp exp/aligner
+    ali=exp/aligner/model_best; [ -f "$ali/model.pt" ] || ali=exp/aligner/model
+    for d in data/train "$valid"; do
+      log "stage 2: word spans of $d by forced alignment ($ali) -> $d/words.ctm"
+      steps/align_ctc.sh --nj "$nj" --cmd "$decode_cmd" --text_file text --words true "$ali" "$d" \
+        "exp/align_$(basename "$d")"
+      cp "exp/align_$(basename "$d")/words.ctm" "$d/words.ctm"
+    done
+  fi
 fi
 
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then

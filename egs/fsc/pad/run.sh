@@ -3,8 +3,9 @@
 # speech SSL model (HuBERT / wav2vec 2.0 Base) by metric-based alignment at utterance, word and sub-word
 # level (prior-weighted units, adaptive combination), then fine-tune intent classification
 # (action_object_location) and report test accuracy; the metric-based baselines and ablations are the same code
-# (steps/pad_distill.sh; stages 2-5 are steps/pad_slu.sh). FSC has no word times: word spans come from letter counts
-# (conf/pad.yaml units.ctm_fallback: chars). Needs local copies (nothing is downloaded):
+# (steps/pad_distill.sh; stages 2-5 are steps/pad_slu.sh). FSC has no word times: stage 2 fine-tunes a
+# character CTC aligner from the speech model (conf/aligner.yaml) and force-aligns the transcripts
+# (data/{train,valid}/words.ctm); --aligner false: spans from letter counts (conf/pad.yaml units.ctm_fallback: chars). Needs local copies (nothing is downloaded):
 #   - the fluent_speech_commands_dataset folder (data/*_data.csv, wavs/), read by local/data.sh;
 #   - the speech model (HF dir, e.g. facebook/hubert-base-ls960, or fairseq hubert_base_ls960.pt);
 #   - the text model (HF dir, e.g. bert-base-uncased).
@@ -25,6 +26,7 @@ methods=             # distillation methods ["mse cosine infonce uniform pad pad
 seeds=               # seeds of the methods in all_seed_methods ["1 2"]
 all_seed_methods=    # methods run with every seed, the rest with the first ["none pad"]
 per_intent=          # 0: the whole training set labels the intent head; N > 0: N utterances per intent [0]
+aligner=             # word spans: true = char CTC forced alignment (stage 2), false = letter counts [true]
 conf_tag=default     # picks conf/*.yaml (default) or conf/*_<tag>.yaml
 ngpu=1        # GPUs per training job (> 1: torchrun with one process per GPU, through cmd.sh's runner)
 nnodes=1      # nodes per training job (> 1: cmd_backend=slurm; one torchrun per node)
@@ -43,7 +45,7 @@ fi
 
 # stages 2-5 (import, distillation, intent classification, RESULTS.md): the same for every real SLU corpus
 step_opts=()
-for v in methods seeds all_seed_methods per_intent; do [ -z "${!v}" ] || step_opts+=("--$v" "${!v}"); done
+for v in methods seeds all_seed_methods per_intent aligner; do [ -z "${!v}" ] || step_opts+=("--$v" "${!v}"); done
 steps/pad_slu.sh --stage "$stage" --stop_stage "$stop_stage" --conf_tag "$conf_tag" --valid data/valid \
   --speech_model "$speech_model" --text_model "$text_model" --cuda_cmd "$cuda_cmd" --decode_cmd "$decode_cmd" --ngpu "$ngpu" --nnodes "$nnodes" \
   "${step_opts[@]}"
