@@ -35,7 +35,7 @@ help_message="Usage: $0 --src <LibriSpeech> --finetune_src <librispeech_finetuni
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
-. steps/lib.sh   # log, conf_suffix, corpus_languages, run_pool
+. steps/lib.sh   # log, conf_suffix, corpus_languages, run_pool, dryrun_train_opts
 
 sfx=$(conf_suffix "$conf_tag")
 dry=()   # speechkd-distill / -finetune overrides of a dry run: the configs' models, 2 updates, small batches
@@ -43,8 +43,7 @@ case $conf_tag in
   default) : "${nj:=16}" ;;
   dryrun)
     : "${nj:=2}"
-    dry=(--train.max_steps 2 --train.log_interval 1 --train.valid_interval 2 --train.save_interval 2
-         --train.keep_last 1 --optim.warmup_steps 1 --data.batch_seconds 4 --data.num_workers 0)
+    dry=("${dryrun_train_opts[@]}")
     dry_src=data/dryrun_src   # the fake corpus (stage 1)
     if [ -z "$src" ]; then src=$dry_src/LibriSpeech; finetune_src=$dry_src/librispeech_finetuning; fi
     ;;
