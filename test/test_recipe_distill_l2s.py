@@ -46,9 +46,10 @@ def test_mini_espeak_distill_l2s_smoke(tmp_path, smoke_zoo):
 
     for lang in ("de", "ru"):
         plain, l2s = d / f"exp/lam0/seed1/{lang}", d / f"exp/lam0.5/seed1/{lang}"
-        for run in (plain, l2s):
+        for run in (plain, l2s, d / f"exp/std0.5/seed1/{lang}", d / f"exp/scratch/seed1/{lang}"):
+            # measured on the smoke run (2026-12-03): last/first CTC loss 0.44-0.64 for every row and language
             ctc = _losses(run / "train.log", "ctc")
-            assert len(ctc) >= 2 and ctc[-1] < ctc[0], (run, ctc)
+            assert len(ctc) >= 2 and ctc[-1] < 0.8 * ctc[0], (run, ctc)
             errs = assert_rescored(run / "decode_test/score.json", d)   # jiwer agrees with our CER/WER
             assert {"char", "word"} <= set(errs)
         assert "l2s" not in (plain / "config.yaml").read_text()

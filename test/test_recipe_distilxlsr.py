@@ -140,9 +140,14 @@ def test_smoke_shuffled_english_and_students(smoke):
     ph_s = dict(l.split(" ", 1) for l in (d / "data/train_en_shuf/phones").read_text().splitlines())
     assert all(sorted(ph_s[u].split()) == sorted(ph[u].split()) for u in ph_s)
     assert sum(ph_s[u] != ph[u] for u in ph_s) > len(ph_s) // 2
+    # bounds from the smoke run of 2026-12-03 (last/first loss): distillation 0.60 for each student, CTC
+    # fine-tuning 0.37-0.74 (teacher ru the highest)
     for name in ("student_en", "distilxlsr", "nojump"):   # distilled with seed 1 (seed N = distillation seed N)
         losses = train_losses(d / f"exp/{name}/seed1/train.log")
-        assert len(losses) >= 2 and losses[-1] < losses[0], (name, losses)
+        assert len(losses) >= 2 and losses[-1] < 0.8 * losses[0], (name, losses)
+    for ft in sorted((d / "exp").glob("ft_*/seed1/*/train.log")):
+        losses = train_losses(ft)
+        assert len(losses) >= 2 and losses[-1] < 0.9 * losses[0], (ft, losses)
         assert (d / f"exp/{name}/seed1/model/cmvn.npz").exists()
         assert load_config(d / f"exp/{name}/seed1/config.yaml")["train"]["seed"] == 1
     # the from-scratch row: the students' architecture, random weights, its front-end trained too

@@ -26,8 +26,12 @@ def test_mini_pad_smoke(tmp_path, smoke_zoo, monkeypatch):
     # 18 intents x 3 labelled utterances
     assert len((d / "data/train_sub3_seed1/utt2intent").read_text().splitlines()) == 54
     # PAD's losses are logged per granularity and the total goes down
+    # bounds from the smoke run of 2026-12-03 (last/first loss): PAD 0.91, cosine 0.80 (intent accuracy is
+    # at chance, 1/18, at smoke size: no accuracy bound can be measured there)
     pad = log_values(d / "exp/distill/pad/seed1/train.log", "pad")
-    assert len(pad) >= 2 and all(math.isfinite(v) for v in pad) and pad[-1] < pad[0]
+    assert len(pad) >= 2 and all(math.isfinite(v) for v in pad) and pad[-1] < 0.97 * pad[0], pad
+    cos = log_values(d / "exp/distill/cosine/seed1/train.log", "loss")
+    assert len(cos) >= 2 and cos[-1] < 0.9 * cos[0], cos
     assert log_values(d / "exp/distill/pad/seed1/train.log", "pad/phone")
     assert log_values(d / "exp/distill/cosine/seed1/train.log", "pad/utterance")
     assert not log_values(d / "exp/distill/cosine/seed1/train.log", "pad/word")

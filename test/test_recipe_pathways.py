@@ -19,10 +19,14 @@ def test_mini_pathways_smoke(tmp_path):
     exp = rdir / "exp"
     for s in ("train", "dev", "test"):
         assert (rdir / "data" / s / "feats.scp").stat().st_size > 0
+    # bounds from the smoke run of 2026-12-03: last/first RNN-T loss 0.54 (dense multilingual), 0.53-0.59
+    # (dense monolingual); the pathways/agnostic joint stages log 2 points at smoke size (no trend to bound)
     losses = log_values(exp / "dense_multi" / "train.log", "loss")
-    assert len(losses) >= 3 and losses[-1] < losses[0], losses
+    assert len(losses) >= 3 and losses[-1] < 0.75 * losses[0], losses
     for lang in LANGS:
         assert (exp / "dense_mono" / lang / "model" / "model.pt").exists()
+        mono = log_values(exp / "dense_mono" / lang / "train.log", "loss")
+        assert len(mono) >= 3 and mono[-1] < 0.8 * mono[0], (lang, mono)
         spars = json.loads((exp / "mono_sparse" / lang / "params.json").read_text())["sparsity"]
         assert abs(spars - 0.7) < 0.01
     for seed in ("1", "2"):
