@@ -69,6 +69,9 @@ def test_hubert_kd_smoke(tmp_path, smoke_zoo):
     for name in ("teacher", "S&W 2x192, CNN, L1+cos+L_disc", "S&W 2x192, Fbank, L1+cos+L_disc"):
         assert name in results
     assert "params (k)" in results and "RTF x1000" in results
+    # L_disc's KL curve of every L_disc student, plotted and tabulated in its own section
+    assert "L_disc during distillation" in results and "| exp/sw_disc/seed1 |" in results
+    assert "| exp/fb_disc/seed1 |" in results and (rec / "disc_kl_smoke.png").stat().st_size > 1000
     assert "D&T 8x100, CNN, L1+cos+L_disc: not run" in results
     assert "from scratch (S&W 2x192 architecture, no distillation)" in results
     # claims whose rows were not run are dropped with a note (so --strict passes), not decided

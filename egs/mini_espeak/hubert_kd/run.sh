@@ -171,6 +171,9 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
   mkdir -p exp
   python3 local/add_params_rtf.py --spec conf/results.yaml --sizes "$ft_sizes" --out exp/results_spec.yaml \
     --command "./run.sh --conf_tag $conf_tag"
+  # shellcheck disable=SC2046
+  python3 local/disc_curve.py --out_png disc_kl${sfx}.png --out_md exp/disc_section.md \
+    $(for s in $students; do case $s in *_disc) for seed in $(seeds_of "$s"); do echo "exp/$s/seed$seed"; done ;; esac; done)
   speechkd-make-results --spec exp/results_spec.yaml --out RESULTS${sfx}.md --strict
   log "done: $(pwd)/RESULTS${sfx}.md"
 fi
