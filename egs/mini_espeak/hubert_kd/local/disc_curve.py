@@ -40,8 +40,8 @@ def main():
         atomic_write_text(a.out_md, "No run logged L_disc's KL (no *_disc student in this table).\n")
         return
     plot_curves(logs, "kl", a.out_png, title="L_disc: KL(teacher || student) over the codebook")
-    md = ["KL(teacher || student) of the L_disc students over the teacher's codebook, logged every 50 "
-          "updates (the term's weight is 1; a KL that falls to ~0 early carries no signal after that).", "",
+    md = ["KL(teacher || student) of the L_disc students over the teacher's codebook, as each run's log has "
+          "it (the term's weight is 1; a KL that falls to ~0 early carries no signal after that).", "",
           "| run | first | 10 % of the updates | last |", "|---|---|---|---|", *rows, "",
           f"![L_disc KL]({Path(a.out_png).name})", ""]
     atomic_write_text(a.out_md, "\n".join(md))
