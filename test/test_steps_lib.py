@@ -41,6 +41,23 @@ run_pool 2 job 1 2 3 4 5 6
     assert len(seen) == 6 and max(seen) <= 2
 
 
+def test_run_pool_fills_a_slot_as_soon_as_any_job_ends(tmp_path):
+    # a long first job must not hold the pool: the short ones start (and end) while it still runs
+    # (the first pool waited for its oldest job and left the other slot idle meanwhile)
+    p = _bash(f"""
+job() {{
+  if [ "$1" = long ]; then
+    until [ -f {tmp_path}/short.3 ]; do sleep 0.1; done; touch {tmp_path}/long.done
+  else
+    [ -f {tmp_path}/long.done ] && echo late >> {tmp_path}/order; touch {tmp_path}/short.$1
+  fi
+}}
+run_pool 2 job long 1 2 3
+""")
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "long.done").exists() and not (tmp_path / "order").exists()
+
+
 def test_run_pool_with_no_specs_succeeds():
     assert _bash("specs=(); run_pool 2 false \"${specs[@]}\"").returncode == 0
 

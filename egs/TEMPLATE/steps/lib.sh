@@ -27,11 +27,17 @@ run_pool() {
   shift 2
   local pids=() specs=() failed=() spec i
   for spec in "$@"; do
-    if [ "${#pids[@]}" -ge "$max" ]; then
-      wait "${pids[0]}" || failed+=("${specs[0]}")
-      pids=("${pids[@]:1}")
-      specs=("${specs[@]:1}")
-    fi
+    # a full pool: wait for whichever job ends first (waiting for the oldest left a slot idle while it ran on)
+    while [ "${#pids[@]}" -ge "$max" ]; do
+      for i in "${!pids[@]}"; do
+        if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+          wait "${pids[$i]}" || failed+=("${specs[$i]}")
+          unset "pids[$i]" "specs[$i]"
+        fi
+      done
+      pids=("${pids[@]}"); specs=("${specs[@]}")
+      [ "${#pids[@]}" -lt "$max" ] || sleep 1
+    done
     # shellcheck disable=SC2086
     $fn $spec &
     pids+=("$!")
