@@ -19,7 +19,9 @@ from jobs_common import (DDP_ENTRY_POINTS, UsageError, parse_command_line,  # no
 from slurm import SlurmConfig, SlurmRunner  # noqa: E402
 
 BIN = str(Path(sys.executable).parent)   # torchrun and the speechkd-* entry points of this environment
-RANKS = "import os; print('rank', os.environ['RANK'], 'of', os.environ['WORLD_SIZE'], flush=True)"
+# one write() per rank: the ranks share the job's log, and print's pieces interleaved there once
+# ("rankrank 0 of 2 / 1 of 2" under the one-node Slurm cluster)
+RANKS = "import os; os.write(1, ('rank %s of %s\\n' % (os.environ['RANK'], os.environ['WORLD_SIZE'])).encode())"
 
 
 def _env(**extra):
