@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
@@ -29,6 +27,7 @@ from torch import nn
 
 from ..utils.config import load_yaml, save_config
 from ..utils.errors import ConfigError
+from ..utils.fileio import atomic_dir
 
 log = logging.getLogger("speechkd")
 
@@ -111,27 +110,13 @@ def write_checkpoint_dir(path, config: Dict, model_state: Dict, train_state: Opt
     ``extra_fn(tmp_dir)`` may add files (e.g. a k-means codebook).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_dir(path) as tmp:
         save_config(config, tmp / "config.yaml")
         torch.save(model_state, tmp / "model.pt")
         if train_state is not None:
             torch.save(train_state, tmp / "train_state.pt")
         if extra_fn is not None:
             extra_fn(tmp)
-        if path.exists():
-            old = path.parent / f".{path.name}.old"
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

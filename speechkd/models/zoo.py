@@ -17,11 +17,10 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..utils.fileio import atomic_write_text
+from ..utils.fileio import atomic_dir, atomic_write_text
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_ZOO = REPO / "egs" / "mini_espeak" / "ssl" / "exp" / "zoo"
@@ -95,23 +94,10 @@ def copy_checkpoint(model_dir, out_dir, extra: Sequence = ()) -> Path:
     """Copy a checkpoint dir (its files, not sub-dirs) + ``extra`` files into ``out_dir``, atomically:
     written under a temporary name beside it, then renamed over any older copy."""
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         for f in list(Path(model_dir).iterdir()) + [Path(e) for e in extra]:
             if f.is_file():
                 shutil.copyfile(f, tmp / f.name)
-        old = None
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

@@ -63,16 +63,22 @@ def atomic_write_text(path: PathLike, text: str) -> None:
 
 @contextlib.contextmanager
 def atomic_dir(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary directory beside ``path``; on success it replaces ``path`` (an existing directory
-    there is removed first), on an exception it is removed and ``path`` is left as it was."""
+    """Yield a temporary directory beside ``path``; on success it replaces ``path``, on an exception it is
+    removed and ``path`` is left as it was. An existing ``path`` is renamed aside (``.name.old``) before the
+    new one is renamed in and removed after, so a kill in between leaves a whole old or new directory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         yield tmp
         if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
