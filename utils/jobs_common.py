@@ -116,7 +116,8 @@ def parse_command_line(argv: List[str], flag_options: tuple = ()) -> JobSpec:
     return spec
 
 
-def positive_int(spec: JobSpec, name: str, default: Optional[int]) -> Optional[int]:
+def positive_int(spec: JobSpec, name: str, default: Optional[int], minimum: int = 1) -> Optional[int]:
+    """Integer option ``--name`` (at least ``minimum``), or ``default`` when it is not given."""
     if name not in spec.options:
         return default
     text = spec.options[name]
@@ -124,8 +125,8 @@ def positive_int(spec: JobSpec, name: str, default: Optional[int]) -> Optional[i
         value = int(text)
     except ValueError:
         raise UsageError(f"--{name.replace('_', '-')} takes an integer, got '{text}'") from None
-    if value < 1:
-        raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if value < minimum:
+        raise UsageError(f"--{name.replace('_', '-')} must be at least {minimum}, got {value}")
     return value
 
 
@@ -149,19 +150,13 @@ _SHELL_OPERATORS = {"|", "||", "&", "&&", ";", ";;", "(", ")", "<", ">", ">>", "
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 
-def gpus_and_nodes(spec: JobSpec) -> tuple:
-    """``(--gpu, --nodes)`` of a job spec: GPUs per node (default 0) and nodes (default 1)."""
-    out = []
-    for name, default in (("gpu", 0), ("nodes", 1)):
-        text = spec.options.get(name, str(default))
-        try:
-            value = int(text)
-        except ValueError:
-            raise UsageError(f"--{name} takes an integer, got '{text}'") from None
-        if value < (0 if name == "gpu" else 1):
-            raise UsageError(f"--{name} must be at least {0 if name == 'gpu' else 1}, got {value}")
-        out.append(value)
-    return tuple(out)
+def launch_with_torchrun(spec: JobSpec, rendezvous: str) -> None:
+    """With ``--gpu N`` > 1 (GPUs per node) or ``--nodes M`` > 1, the spec's command becomes its
+    :func:`torchrun_command` (``rendezvous``: standalone for utils/run.py, slurm for utils/slurm.py); else
+    it stays as it is."""
+    gpus, nodes = positive_int(spec, "gpu", 0, minimum=0), positive_int(spec, "nodes", 1)
+    if gpus > 1 or nodes > 1:
+        spec.command = torchrun_command(spec.command, max(gpus, 1), nodes, rendezvous)
 
 
 def torchrun_command(command: str, nproc: int, nnodes: int = 1, rendezvous: str = "standalone") -> str:

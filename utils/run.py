@@ -43,8 +43,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
-from jobs_common import (JobSpec, UsageError, failure_message, gpus_and_nodes,  # noqa: E402
-                         parse_command_line, positive_int, torchrun_command, usage_exit)
+from jobs_common import (JobSpec, UsageError, failure_message, launch_with_torchrun,  # noqa: E402
+                         parse_command_line, positive_int, usage_exit)
 
 USAGE = ("usage: utils/run.py [--max-jobs-run N] [--mem M] [--time T] [--gpu G] [--num-threads T] "
          "[JOB=1:N] log-file command args...")
@@ -157,9 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = parse_command_line(argv)
         max_jobs = positive_int(spec, "max_jobs_run", cpu_count())
         threads = positive_int(spec, "num_threads", None)
-        gpus, nodes = gpus_and_nodes(spec)
-        if gpus > 1 or nodes > 1:
-            spec.command = torchrun_command(spec.command, max(gpus, 1), nodes, "standalone")
+        launch_with_torchrun(spec, "standalone")
     except UsageError as e:
         return usage_exit(prog, USAGE, e)
     signal.signal(signal.SIGTERM, _on_sigterm)

@@ -60,8 +60,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
-from jobs_common import (JobSpec, UsageError, failure_message, gpus_and_nodes,  # noqa: E402
-                         parse_command_line, positive_int, torchrun_command, usage_exit)
+from jobs_common import (JobSpec, UsageError, failure_message, launch_with_torchrun,  # noqa: E402
+                         parse_command_line, positive_int, usage_exit)
 
 USAGE = ("usage: utils/slurm.py [--config conf/slurm.conf] [--mem M] [--time T] [--gpu G] "
          "[--num-threads T] [--max-jobs-run N] [JOB=1:N] log-file command args...")
@@ -258,7 +258,7 @@ class SlurmRunner:
         if ("name", "*") in self.config.options:
             opts.setdefault("name", _job_base(self.spec))
         array = self.spec.range_text + (f"%{self.max_jobs}" if self.max_jobs else "")
-        nodes = gpus_and_nodes(self.spec)[1]
+        nodes = positive_int(self.spec, "nodes", 1)
         per_node = [f"--nodes={nodes}", "--ntasks-per-node=1"] if nodes > 1 else []
         return [*self.config.sbatch_args(opts), *per_node, "--parsable", f"--array={array}",
                 f"--output={os.path.abspath(self.out_pattern)}", f"--chdir={os.getcwd()}",
@@ -366,9 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         spec = parse_command_line(argv)
         max_jobs = positive_int(spec, "max_jobs_run", None)
         threads = positive_int(spec, "num_threads", 1)
-        gpus, nodes = gpus_and_nodes(spec)
-        if gpus > 1 or nodes > 1:   # one torchrun per node (srun), one process per GPU
-            spec.command = torchrun_command(spec.command, max(gpus, 1), nodes, "slurm")
+        launch_with_torchrun(spec, "slurm")   # one torchrun per node (srun), one process per GPU
         poll_max = float(spec.options.get("poll_interval", 10))
         config = SlurmConfig.load(spec.options.get("config"))
         slurm_opts = {k: v for k, v in spec.options.items() if k not in RUNNER_OPTIONS}
