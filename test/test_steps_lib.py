@@ -58,6 +58,16 @@ run_pool 2 job long 1 2 3
     assert (tmp_path / "long.done").exists() and not (tmp_path / "order").exists()
 
 
+def test_best_model_prefers_the_kept_best_checkpoint(tmp_path):
+    (tmp_path / "model").mkdir()
+    p = _bash(f"best_model {tmp_path}")
+    assert p.stdout.strip() == f"{tmp_path}/model"                  # none kept: the last one
+    (tmp_path / "model_best").mkdir()
+    assert _bash(f"best_model {tmp_path}").stdout.strip() == f"{tmp_path}/model"   # an empty dir is not one
+    (tmp_path / "model_best" / "model.pt").write_bytes(b"x")
+    assert _bash(f"best_model {tmp_path}").stdout.strip() == f"{tmp_path}/model_best"
+
+
 def test_run_pool_with_no_specs_succeeds():
     assert _bash("specs=(); run_pool 2 false \"${specs[@]}\"").returncode == 0
 

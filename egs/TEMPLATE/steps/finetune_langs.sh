@@ -33,6 +33,7 @@ test_prefix=data/test_
 finetune_opts=
 help_message="Usage: $0 [options] <init-ckpt-dir> '<langs>' <exp-dir>"
 . utils/parse_options.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"   # best_model
 [ $# -eq 3 ] || { echo "$help_message" >&2; exit 1; }
 init=$1
 langs=$2
@@ -48,9 +49,7 @@ for lang in $langs; do
     speechkd-finetune --config "$train_config" --init "$init" --train-data "${train_prefix}${lang}" "${valid_opt[@]}" \
       --token-dir "$token_dir" --exp "$dir" --data.text_file "$text_file" --train.seed "$seed" $finetune_opts
   model=$dir/model
-  if [ "$decode_ckpt" = best ] && [ ${#valid_opt[@]} -gt 0 ] && [ -f "$dir/model_best/model.pt" ]; then
-    model=$dir/model_best
-  fi
+  if [ "$decode_ckpt" = best ] && [ ${#valid_opt[@]} -gt 0 ]; then model=$(best_model "$dir"); fi
   echo "$0: $lang: decoding $model"
   steps/decode_score.sh --nj "$nj" --cmd "$cmd" --ref_file "$text_file" --units "$units" \
     "$model" "${test_prefix}${lang}" "$dir/decode_test"

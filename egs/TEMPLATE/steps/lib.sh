@@ -6,6 +6,8 @@
 #   nonzero NUM                     true when the number NUM is not zero ("0", "0.0" are zero)
 #   run_pool MAX FN SPEC...         FN $SPEC (SPEC split into words) for each SPEC, at most MAX at once;
 #                                   waits for all, fails (status 1, naming the failed SPECs) if any failed
+#   best_model DIR                  DIR/model_best (the trainer's best validation checkpoint) when it was kept,
+#                                   else DIR/model
 #   scratch_finetune_opts           speechkd-finetune options of a from-scratch row: the architecture of --init,
 #                                   random weights, the front-end trained too (an array)
 scratch_finetune_opts=(--finetune.init_weights false --model.freeze_frontend false)
@@ -13,6 +15,8 @@ scratch_finetune_opts=(--finetune.init_weights false --model.freeze_frontend fal
 #                                   configs' models and losses, 2 updates of small batches (an array)
 dryrun_train_opts=(--train.max_steps 2 --train.log_interval 1 --train.valid_interval 2 --train.save_interval 2
                    --train.keep_last 1 --optim.warmup_steps 1 --data.batch_seconds 4 --data.num_workers 0)
+
+best_model() { if [ -f "$1/model_best/model.pt" ]; then echo "$1/model_best"; else echo "$1/model"; fi; }
 
 log() { echo -e "$(date '+%F %T') ($(basename "$0")) $*"; }
 

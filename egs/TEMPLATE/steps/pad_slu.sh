@@ -49,7 +49,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     $cuda_cmd --gpu "$ngpu" --nodes "$nnodes" exp/aligner/train.log \
       speechkd-finetune --config "$aligner_conf" --init exp/speech_ssl --train-data data/train \
         --valid-data "$valid" --token-dir data/token_char --exp exp/aligner
-    ali=exp/aligner/model_best; [ -f "$ali/model.pt" ] || ali=exp/aligner/model
+    ali=$(best_model exp/aligner)
     for d in data/train "$valid"; do
       log "stage 2: word spans of $d by forced alignment ($ali) -> $d/words.ctm"
       steps/align_ctc.sh --nj "$nj" --cmd "$decode_cmd" --text_file text --words true "$ali" "$d" \

@@ -74,7 +74,7 @@ fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   log "stage 6: forced alignment of data/$train_set"
-  aligner=exp/aligner/model_best; [ -f "$aligner/model.pt" ] || aligner=exp/aligner/model   # best on $valid_set
+  aligner=$(best_model exp/aligner)   # best on $valid_set
   steps/align_ctc.sh --nj "$nj" --cmd "$decode_cmd" "$aligner" data/$train_set exp/align_$train_set
 fi
 

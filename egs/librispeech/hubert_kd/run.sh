@@ -151,7 +151,7 @@ if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
       for t in $test_sets; do
         log "stage 7: decode + score $t ($dir/ft$f)"
         # the best checkpoint on $valid_set (conf/finetune.yaml: best_metric ter), the last one if none was kept
-        model=$dir/ft$f/model_best; [ -f "$model/model.pt" ] || model=$dir/ft$f/model
+        model=$(best_model "$dir/ft$f")
         steps/decode_score.sh --nj "$nj" --cmd "$decode_cmd" --units word,char "$model" data/$t \
           "$dir/ft$f/decode_$t"
       done
