@@ -247,3 +247,18 @@ def test_readings_apply_only_to_the_numbers_they_were_written_for(tmp_path):
     assert "because of X" not in text and f"scores {fp}, 000000000000" in text
     with pytest.raises(ConfigError, match="readings"):
         load_table_spec({**spec, "readings": [{"text": "no fingerprint"}]})
+
+
+def test_language_and_key_missing_from_a_score_file_are_empty_cells_unless_strict(tmp_path):
+    """A run on fewer languages than the spec (a dry run): its score.json has no per-language entry and its
+    params file no key for the others; the table leaves those cells empty, --strict names the file."""
+    _write_score(tmp_path / "exp/teacher/decode_en", 10)
+    _write_score(tmp_path / "exp/teacher/decode_multi", 40)              # no 'de' in per_lang
+    (tmp_path / "exp/teacher/params.json").write_text(json.dumps({"params_en": 5.0}))
+    spec = {**SPEC, "rows": SPEC["rows"][:1],
+            "columns": SPEC["columns"] + [{"name": "p en", "file": "params.json", "key": "params_en"},
+                                          {"name": "p de", "file": "params.json", "key": "params_de"}]}
+    md = build_results(spec, root=tmp_path, env=ENV)
+    assert "| teacher | 10.0 | – | 5.0 | – |" in md.splitlines()
+    with pytest.raises(DataError, match="params_de|'de'"):
+        build_results(spec, root=tmp_path, env=ENV, strict=True)

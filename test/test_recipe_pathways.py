@@ -81,3 +81,30 @@ def test_mls_pathways_data_stage(tmp_path):
     assert (rdir / "data" / "train" / "utt2lang").exists()
     langs = set(ln.split()[1] for ln in (rdir / "data" / "train" / "utt2lang").read_text().splitlines())
     assert langs == {"de", "it"}
+
+
+def test_mls_pathways_dryrun(tmp_path):
+    """``--conf_tag dryrun``: every stage of the MLS recipe on a fake MLS (german, polish as the 10 h
+    language) with conf/train.yaml's paper-size streaming transducer, 2 updates per training job and one per
+    pruning round, then RESULTS_dryrun.md with the two languages' columns."""
+    rdir = copy_recipe("mls/pathways", tmp_path)
+    env = {**os.environ, "SPEECHKD_ROOT": str(REPO), "cmd_backend": "local", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(["bash", "run.sh", "--conf_tag", "dryrun"], cwd=rdir, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    exp = rdir / "exp"
+    cfg = load_config(exp / "dense_multi" / "model" / "config.yaml")["model"]
+    conf = load_config(rdir / "conf" / "train.yaml")["model"]
+    assert (cfg["d_model"], cfg["n_layers"]) == (conf["d_model"], conf["n_layers"]) == (512, 16)
+    for run in ("dense_multi", "dense_mono/de", "dense_mono/pl", "pathways/seed1", "dense_equal/seed1",
+                "agnostic/seed1/joint"):
+        assert len(log_values(exp / run / "train.log", "loss")) == 2, run      # the dry run's 2 updates
+    for lang in ("de", "pl"):
+        spars = json.loads((exp / "mono_sparse" / lang / "params.json").read_text())["sparsity"]
+        assert abs(spars - 0.7) < 0.005, (lang, spars)                       # conf/prune.yaml: target 0.7
+        assert (exp / "pathways" / "seed1" / "export" / lang / "model.pt").exists()
+    assert_rescored(exp / "pathways" / "seed1" / "decode_test" / "score.json", rdir)
+    res = (rdir / "RESULTS_dryrun.md").read_text()
+    row = next(ln for ln in res.splitlines() if ln.startswith("| pathways |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] != "–" and cells[6] != "–" and cells[2] == "–", row     # de, pl filled; fr not run

@@ -85,6 +85,27 @@ def test_loss_decreases_and_outputs(tmp_path):
     assert torch.equal(final["head.weight"], model.head.weight.detach())
 
 
+def test_final_model_links_best_and_final_state_dropped(tmp_path):
+    """Last step = best validation: model/ is a second name of model_best/'s files (no second copy on
+    disk); ``keep_final_state: false`` leaves no checkpoints/ (optimizer state) once model/ is written."""
+    ds = ToyData(32)
+    tr = Trainer(Toy(), mse_step, {"lr": 0.05, "warmup_steps": 2}, tmp_path / "exp",
+                 cfg(max_steps=30, valid_interval=10, save_interval=10, keep_final_state=False))
+    tr.fit(loader(ds, 8), loader(ds, 8, shuffle=False))
+    exp = tmp_path / "exp"
+    assert not (exp / "checkpoints").exists() and list_checkpoints(exp) == []
+    best, final = (exp / d / "model.pt" for d in ("model_best", "model"))
+    assert best.stat().st_ino == final.stat().st_ino              # the loss still falls at step 30: best = last
+    assert torch.equal(torch.load(final)["head.weight"], tr.model.head.weight.detach())
+    # best earlier than the end: model/ is written on its own
+    tr2 = Trainer(Toy(), mse_step, {"lr": 0.0, "warmup_steps": 0}, tmp_path / "exp2",
+                  cfg(max_steps=4, valid_interval=2, best_metric="loss"))
+    tr2.fit(loader(ds, 8), loader(ds, 8, shuffle=False))
+    exp2 = tmp_path / "exp2"
+    assert list_checkpoints(exp2)                                  # default: the final state is kept
+    assert (exp2 / "model" / "model.pt").stat().st_ino != (exp2 / "model_best" / "model.pt").stat().st_ino
+
+
 def test_grad_accumulation_equals_big_batch(tmp_path):
     ds = ToyData(16)
     full = [toy_collate([ds[i] for i in range(j, j + 8)]) for j in (0, 8)]

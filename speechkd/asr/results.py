@@ -297,9 +297,13 @@ def build_results(spec, root=".", env: Optional[dict] = None, strict: bool = Fal
                         v = sum(got) / len(got) if got and len(got) == len(col["mean_of"]) else None
                     else:
                         p = Path(d) / col["file"]
-                        v = float(_load_score(p)[col["key"]]) if p.exists() else None
+                        got_file = _load_score(p) if p.exists() else {}
+                        v = float(got_file[col["key"]]) if col["key"] in got_file else None
                         if v is None:
-                            missing.append(str(p.relative_to(root)) if p.is_relative_to(root) else str(p))
+                            where = str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
+                            if p.exists() and strict:
+                                raise DataError(p, None, f"no key '{col['key']}' (has {', '.join(got_file)})")
+                            missing.append(where if not p.exists() else f"{where}: {col['key']}")
                     if v is not None:
                         per_dir[d][col["name"]] = v
                         vals.append(v)
@@ -310,7 +314,11 @@ def build_results(spec, root=".", env: Optional[dict] = None, strict: bool = Fal
                 if not p.exists():
                     missing.append(str(p.relative_to(root)) if p.is_relative_to(root) else str(p))
                     continue
-                unit, st = _stats_of(_load_score(p), col.get("unit") or spec["unit"], col.get("lang"), p)
+                score = _load_score(p)
+                if col.get("lang") and col["lang"] not in score.get("per_lang", {}) and not strict:
+                    missing.append(f"{p}: {col['lang']}")   # e.g. a dry run on fewer languages: an empty cell
+                    continue
+                unit, st = _stats_of(score, col.get("unit") or spec["unit"], col.get("lang"), p)
                 unit_used = unit_used or unit
                 vals.append(float(st[metric]))
                 per_dir[d][col["name"]] = float(st[metric])

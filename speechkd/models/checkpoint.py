@@ -120,6 +120,24 @@ def write_checkpoint_dir(path, config: Dict, model_state: Dict, train_state: Opt
     return path
 
 
+def link_checkpoint_dir(src, path) -> Path:
+    """``path`` as a second name of checkpoint dir ``src``'s files (hard links; copies where the file system
+    has none), written atomically like :func:`write_checkpoint_dir`. Checkpoint files are never changed in
+    place (a new checkpoint is a new directory), so the two names cannot drift apart."""
+    import os
+    import shutil
+
+    path = Path(path)
+    with atomic_dir(path) as tmp:
+        for f in Path(src).iterdir():
+            if f.is_file():
+                try:
+                    os.link(f, tmp / f.name)
+                except OSError:
+                    shutil.copyfile(f, tmp / f.name)
+    return path
+
+
 def check_materialised(model: nn.Module, where) -> None:
     """Every parameter and buffer of a model built on the meta device got a real tensor (importers build
     the model on ``torch.device("meta")`` and assign the checkpoint's tensors: no init, no second copy)."""

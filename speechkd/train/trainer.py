@@ -15,7 +15,8 @@ floats to log); the trainer does the rest::
 
 Outputs (only rank 0 writes):
     ``exp_dir/checkpoints/step_N/{config.yaml,model.pt,train_state.pt}`` every ``save_interval`` steps
-    (directory written under a temporary name and renamed, the last ``keep_last`` kept);
+    (directory written under a temporary name and renamed, the last ``keep_last`` kept; with
+    ``keep_final_state: false`` none is left once the run has finished);
     ``exp_dir/model/`` the final model, ``exp_dir/model_best/`` the best by ``best_metric`` on validation;
     ``exp_dir/train.log`` one line per ``log_interval``; ``exp_dir/tensorboard/`` scalars.
 
@@ -48,7 +49,7 @@ from typing import Callable, Dict, Optional
 import torch
 import torch.nn as nn
 
-from ..models.checkpoint import load_state_file, load_train_state, write_checkpoint_dir
+from ..models.checkpoint import link_checkpoint_dir, load_state_file, load_train_state, write_checkpoint_dir
 from ..utils.config import merge
 from ..utils.errors import ConfigError, SpeechkdError
 from .distributed import init_process, mean_over_ranks, move_to, unwrap_model  # noqa: F401 (re-export)
@@ -72,6 +73,8 @@ TRAIN_DEFAULTS: Dict = {
     "valid_interval": 0,        # steps; 0 = only at the end
     "save_interval": 0,         # steps; 0 = only at the end
     "keep_last": 2,
+    "keep_final_state": True,   # false: a finished run deletes its checkpoints/ (optimizer state) once model/ is
+                                # written (dry runs of paper-size models: ~3x the weights each, never resumed)
     "best_metric": "loss",
     "best_mode": "min",
     "skip_nan": False,
@@ -215,6 +218,9 @@ class Trainer:
     def save_model(self, name: str = "model") -> Optional[Path]:
         if not self.is_main:
             return None
+        best = self.exp_dir / "model_best"
+        if name != "model_best" and getattr(self, "_best_step", None) == self.step and best.is_dir():
+            return link_checkpoint_dir(best, self.exp_dir / name)   # the same weights: no second copy on disk
         return write_checkpoint_dir(self.exp_dir / name, self.cfg, self._model_state(), None, self.extra_save_fn)
 
     def resume(self) -> bool:
@@ -313,6 +319,7 @@ class Trainer:
         if better:
             self.best = val
             self.save_model("model_best")
+            self._best_step = self.step
         return metrics
 
     # ------------------------------------------------------------------ training
@@ -454,6 +461,8 @@ class Trainer:
                 self._maybe_validate(valid_loader, valid_fn)
             self.save_checkpoint(sampler)
         self.save_model("model")
+        if self.is_main and not self.tcfg.get("keep_final_state", True):
+            shutil.rmtree(self.exp_dir / "checkpoints", ignore_errors=True)   # finished: nothing to resume
         if self._writer is not None:
             self._writer.flush()
         if self.world_size > 1:

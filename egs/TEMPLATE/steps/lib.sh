@@ -12,9 +12,11 @@
 #                                   random weights, the front-end trained too (an array)
 scratch_finetune_opts=(--finetune.init_weights false --model.freeze_frontend false)
 #   dryrun_train_opts               overrides of every training job of a real recipe's --conf_tag dryrun: the
-#                                   configs' models and losses, 2 updates of small batches (an array)
+#                                   configs' models and losses, 2 updates of small batches, no optimizer state
+#                                   kept at the end (paper-size models: ~3x the weights per job) (an array)
 dryrun_train_opts=(--train.max_steps 2 --train.log_interval 1 --train.valid_interval 2 --train.save_interval 2
-                   --train.keep_last 1 --optim.warmup_steps 1 --data.batch_seconds 4 --data.num_workers 0)
+                   --train.keep_last 1 --train.keep_final_state false --optim.warmup_steps 1
+                   --data.batch_seconds 4 --data.num_workers 0)
 
 best_model() { if [ -f "$1/model_best/model.pt" ]; then echo "$1/model_best"; else echo "$1/model"; fi; }
 

@@ -36,12 +36,21 @@ cmd=utils/run.py
 decode_cmd=utils/run.py
 ngpu=1          # GPUs per training job (> 1: torchrun, one process per GPU; see utils/run.py, utils/slurm.py)
 nnodes=1        # nodes per training job (> 1: Slurm only)
+train_opts=     # overrides appended to every speechkd-train-transducer call (space-separated, e.g. a dry run's
+                # '--train.max_steps 2 ...'; they win over the budgets this script computes)
+prune_opts=     # overrides appended to every speechkd-prune call
+results_sfx=    # RESULTS<results_sfx>.md and overlap<results_sfx>.png (default: --sfx)
+strict=true     # speechkd-make-results --strict (false: rows or columns may be missing, e.g. a dry run)
 help_message="Usage: $0 [options] '<languages>'"
 . utils/parse_options.sh
 [ $# -eq 1 ] || { echo "$help_message" >&2; exit 1; }
 langs=$1
 common=(--train-data "$train" --valid-data "$dev" --data.cmvn "$cmvn")
 [ -z "$nj" ] || max_parallel=$nj
+read -r -a train_extra <<< "$train_opts"
+read -r -a prune_extra <<< "$prune_opts"
+[ -n "$results_sfx" ] || results_sfx=$sfx
+strict_opt=(--strict); [ "$strict" = true ] || strict_opt=()
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 per_lang_ckpts() {   # per_lang_ckpts PATTERN: ckpt+=(--ckpt L=PATTERN(L)) for every language (one %s)
@@ -58,28 +67,28 @@ job() {
       mkdir -p exp/dense_multi
       ${cmd} --gpu "$ngpu" --nodes "$nnodes" --num-threads "$threads" exp/dense_multi/train.log \
         speechkd-train-transducer --config "$conf/train$sfx.yaml" "${common[@]}" --token-dir "$token_dir" \
-          --exp exp/dense_multi ;;
+          --exp exp/dense_multi "${train_extra[@]}" ;;
     mono)
       dir=exp/dense_mono/$2
       mkdir -p "$dir"
       ${cmd} --gpu "$ngpu" --nodes "$nnodes" --num-threads "$threads" "$dir/train.log" \
         speechkd-train-transducer --config "$conf/train$sfx.yaml" "${common[@]}" --token-dir "$token_dir" \
-          --langs "$2" --exp "$dir" --train.max_steps "$mono_steps" ;;
+          --langs "$2" --exp "$dir" --train.max_steps "$mono_steps" "${train_extra[@]}" ;;
     agnostic)   # pruning, then as many joint multilingual steps as the pathways stage with the agnostic mask fixed
       dir=exp/agnostic/seed$2
       mkdir -p "$dir/joint"
       ${cmd} --gpu "$ngpu" --nodes "$nnodes" --num-threads "$threads" "$dir/prune.log" \
         speechkd-prune --config "$conf/prune$sfx.yaml" --init exp/dense_multi/model "${common[@]}" --exp "$dir" \
-          --train.seed "$2" || return 1
+          --train.seed "$2" "${prune_extra[@]}" || return 1
       ${cmd} --gpu "$ngpu" --nodes "$nnodes" --num-threads "$threads" "$dir/joint/train.log" \
         speechkd-train-transducer --config "$conf/pathways$sfx.yaml" --mode masked --init "$dir/model" \
-          --masks "$dir/masks.pt" "${common[@]}" --exp "$dir/joint" --train.seed "$2" ;;
+          --masks "$dir/masks.pt" "${common[@]}" --exp "$dir/joint" --train.seed "$2" "${train_extra[@]}" ;;
     mono_prune)
       dir=exp/mono_sparse/$2
       mkdir -p "$dir"
       ${cmd} --gpu "$ngpu" --nodes "$nnodes" --num-threads "$threads" "$dir/prune.log" \
         speechkd-prune --config "$conf/prune$sfx.yaml" --init exp/dense_multi/model "${common[@]}" --langs "$2" \
-          --exp "$dir" --train.seed "$mask_seed" ;;
+          --exp "$dir" --train.seed "$mask_seed" "${prune_extra[@]}" ;;
     pathways)
       local masks=() l
       for l in $langs; do masks+=(--masks "$l=exp/mono_sparse/$l/masks.pt"); done
@@ -87,14 +96,14 @@ job() {
       mkdir -p "$dir"
       ${cmd} --gpu "$ngpu" --nodes "$nnodes" --num-threads "$threads" "$dir/train.log" \
         speechkd-train-transducer --config "$conf/pathways$sfx.yaml" --mode pathways --init exp/dense_multi/model \
-          "${masks[@]}" "${common[@]}" --exp "$dir" --train.seed "$2" ;;
+          "${masks[@]}" "${common[@]}" --exp "$dir" --train.seed "$2" "${train_extra[@]}" ;;
     dense_equal)   # the dense multilingual model, trained on with the joint stage's optimiser for the
                    # updates pruning (rounds x round_steps) and joint training add: pathways' budget, no mask
       dir=exp/dense_equal/seed$2
       mkdir -p "$dir"
       ${cmd} --gpu "$ngpu" --nodes "$nnodes" --num-threads "$threads" "$dir/train.log" \
         speechkd-train-transducer --config "$conf/pathways$sfx.yaml" --mode dense --init exp/dense_multi/model \
-          "${common[@]}" --exp "$dir" --train.seed "$2" --train.max_steps "$extra_steps" ;;
+          "${common[@]}" --exp "$dir" --train.seed "$2" --train.max_steps "$extra_steps" "${train_extra[@]}" ;;
     decode)
       local run=$2 search=$3 ckpt=() out
       case $run in
@@ -162,21 +171,21 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
 fi
 
 if [ "$stage" -le 10 ] && [ "$stop_stage" -ge 10 ]; then
-  log "stage 10: mask overlap heatmap + RESULTS$sfx.md"
+  log "stage 10: mask overlap heatmap + RESULTS$results_sfx.md"
   s1=${seeds%% *}
-  cp exp/pathways/seed$s1/overlap.png overlap$sfx.png
+  cp exp/pathways/seed$s1/overlap.png overlap$results_sfx.png
   {
     echo "Pairwise IoU of the kept weights of the language masks (from monolingual pruning of the dense"
-    echo "multilingual model; the pathways of every seed use these masks). Heatmap: [overlap$sfx.png](overlap$sfx.png)"
+    echo "multilingual model; the pathways of every seed use these masks). Heatmap: [overlap$results_sfx.png](overlap$results_sfx.png)"
     echo
-    echo "![pathway overlap](overlap$sfx.png)"
+    echo "![pathway overlap](overlap$results_sfx.png)"
     echo
     cat exp/pathways/seed$s1/overlap.md
   } > exp/overlap_section.md
-  speechkd-make-results --spec $conf/results.yaml --out RESULTS$sfx.md --strict
-  speechkd-make-results --spec $conf/results_cer.yaml --out RESULTS_cer$sfx.md --strict
+  speechkd-make-results --spec "$conf/results.yaml" --out "RESULTS$results_sfx.md" "${strict_opt[@]}"
+  speechkd-make-results --spec "$conf/results_cer.yaml" --out "RESULTS_cer$results_sfx.md" "${strict_opt[@]}"
   if [ "$beam" -gt 0 ]; then
-    speechkd-make-results --spec $conf/results_beam.yaml --out RESULTS_beam$sfx.md --strict
+    speechkd-make-results --spec "$conf/results_beam.yaml" --out "RESULTS_beam$results_sfx.md" "${strict_opt[@]}"
   fi
-  log "done: $(pwd)/RESULTS$sfx.md"
+  log "done: $(pwd)/RESULTS$results_sfx.md"
 fi

@@ -11,11 +11,16 @@
 # Stages: 1 data (local/data.sh) | 2 phone transcription (espeak-ng via phonemizer) | 3 phone inventory |
 # 4 Fbank + CMVN (aligner input) | 5 phone CTC aligner | 6 forced alignment -> CTM | 7 phone shuffling |
 # 8 teacher import | 9 distillation: plain English, DistilXLSR (shuffled + layer-jumping), no layer-jumping
+#   ./run.sh --conf_tag dryrun            # the whole pipeline before a cluster job, on CPU: a fake LibriSpeech,
+#                   an XLSR-53-size teacher with random weights (a Hugging Face dir, imported like a real one), the
+#                   12-layer students of conf/distill.yaml, 2 updates per training job (conf unchanged, the
+#                   update counts overridden)
 set -euo pipefail
 
 stage=1
 stop_stage=100
-nj=8                       # parallel jobs for features and alignment
+conf_tag=default           # default | dryrun (see above)
+nj=                        # parallel jobs for features and alignment (default 8; dryrun: 2)
 librispeech=               # LibriSpeech folder (required for stage 1)
 train_set=train_clean_100  # distillation speech (e.g. train_960 after combining the subsets)
 valid_set=dev_clean
@@ -35,6 +40,19 @@ help_message="Usage: $0 --librispeech <dir> --teacher_src <XLSR checkpoint> [--s
 . utils/parse_options.sh
 . steps/lib.sh   # log, conf_suffix, corpus_languages, run_pool
 
+dry=()   # speechkd-finetune / -distill overrides of a dry run: the configs' models, 2 updates, small batches
+case $conf_tag in
+  default) : "${nj:=8}" ;;
+  dryrun)
+    : "${nj:=2}"
+    dry=("${dryrun_train_opts[@]}")
+    dry_src=data/dryrun_src   # the fake corpus (stage 1) and the random teacher (stage 8)
+    [ -n "$librispeech" ] || librispeech=$dry_src/LibriSpeech
+    [ -n "$teacher_src" ] || teacher_src=$dry_src/xlsr_53_random
+    ;;
+  *) echo "$0: --conf_tag default or dryrun, got '$conf_tag'" >&2; exit 1 ;;
+esac
+
 declare -A students=(
   [student_en]="data/${train_set} jump"
   [distilxlsr]="data/${train_set}_shuf jump"
@@ -44,6 +62,10 @@ declare -A students=(
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "stage 1: LibriSpeech data dirs ($subsets)"
   [ -n "$librispeech" ] || { echo "$0: --librispeech <dir> is required" >&2; exit 1; }
+  if [ "$conf_tag" = dryrun ] && [ "$librispeech" = "$dry_src/LibriSpeech" ] && [ ! -d "$librispeech" ]; then
+    log "stage 1 (dryrun): a fake LibriSpeech tree -> $dry_src"
+    speechkd-make-fake-corpus librispeech --out "$dry_src"
+  fi
   local/data.sh --src "$librispeech" --subsets "$subsets"
 fi
 
@@ -69,7 +91,7 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   mkdir -p exp/aligner
   ${cuda_cmd} --gpu "$ngpu" --nodes "$nnodes" --time 24:00:00 exp/aligner/train.log \
     speechkd-finetune --config conf/aligner.yaml --train-data data/$train_set --valid-data data/$valid_set \
-      --token-dir data/token_phone --exp exp/aligner --data.text_file phones
+      --token-dir data/token_phone --exp exp/aligner --data.text_file phones "${dry[@]}"
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
@@ -90,6 +112,10 @@ fi
 if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
   log "stage 8: teacher $teacher_src -> exp/teacher/model"
   [ -n "$teacher_src" ] || { echo "$0: --teacher_src <XLSR checkpoint> is required" >&2; exit 1; }
+  if [ "$conf_tag" = dryrun ] && [ "$teacher_src" = "$dry_src/xlsr_53_random" ] && [ ! -d "$teacher_src" ]; then
+    log "stage 8 (dryrun): XLSR-53 with random weights, as a Hugging Face directory -> $teacher_src"
+    speechkd-make-random-checkpoint --arch xlsr_53 --format hf --out "$teacher_src"
+  fi
   speechkd-import-checkpoint --src "$teacher_src" --out exp/teacher/model --kind ssl
 fi
 
@@ -100,7 +126,7 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
     mkdir -p exp/$name
     ${cuda_cmd} --gpu "$ngpu" --nodes "$nnodes" --time 72:00:00 exp/$name/train.log \
       speechkd-distill --config conf/distill.yaml --teacher exp/teacher/model --train-data "$data" \
-        --valid-data data/$valid_set --exp exp/$name --student.init "$init"
+        --valid-data data/$valid_set --exp exp/$name --student.init "$init" "${dry[@]}"
   done
   log "students: $(for n in student_en distilxlsr nojump; do printf '%s ' "$(pwd)/exp/$n/model"; done)"
   log "evaluate them with ../../commonvoice/distilxlsr/run.sh --models \"teacher=$(pwd)/exp/teacher/model distilxlsr=$(pwd)/exp/distilxlsr/model ...\""
