@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from speechkd.data.sampler import BucketBatchSampler
-from speechkd.models.checkpoint import write_checkpoint_dir
+from speechkd.models.checkpoint import link_checkpoint_dir, write_checkpoint_dir
 from speechkd.train.optim import lr_lambda_factory
 from speechkd.train.trainer import Trainer, list_checkpoints
 from speechkd.utils.errors import SpeechkdError
@@ -104,6 +104,18 @@ def test_final_model_links_best_and_final_state_dropped(tmp_path):
     exp2 = tmp_path / "exp2"
     assert list_checkpoints(exp2)                                  # default: the final state is kept
     assert (exp2 / "model" / "model.pt").stat().st_ino != (exp2 / "model_best" / "model.pt").stat().st_ino
+
+
+def test_link_checkpoint_dir_keeps_subdirectories(tmp_path):
+    """A checkpoint dir's sub-directories (a transducer saves its tokenizer/ next to model.pt) are linked too:
+    the pathways recipes load model/tokenizer after the final model was linked to model_best."""
+    src = tmp_path / "model_best"
+    (src / "tokenizer").mkdir(parents=True)
+    (src / "model.pt").write_bytes(b"w")
+    (src / "tokenizer" / "tok.model").write_bytes(b"t")
+    dst = link_checkpoint_dir(src, tmp_path / "model")
+    assert (dst / "tokenizer" / "tok.model").read_bytes() == b"t"
+    assert (dst / "model.pt").stat().st_ino == (src / "model.pt").stat().st_ino
 
 
 def test_grad_accumulation_equals_big_batch(tmp_path):

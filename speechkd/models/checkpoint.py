@@ -127,14 +127,18 @@ def link_checkpoint_dir(src, path) -> Path:
     import os
     import shutil
 
-    path = Path(path)
+    path, src = Path(path), Path(src)
     with atomic_dir(path) as tmp:
-        for f in Path(src).iterdir():
-            if f.is_file():
+        for f in sorted(src.rglob("*")):        # sub-directories too (a tokenizer/ saved with the model)
+            dst = tmp / f.relative_to(src)
+            if f.is_dir():
+                dst.mkdir(parents=True, exist_ok=True)
+            elif f.is_file():
+                dst.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    os.link(f, tmp / f.name)
+                    os.link(f, dst)
                 except OSError:
-                    shutil.copyfile(f, tmp / f.name)
+                    shutil.copyfile(f, dst)
     return path
 
 
