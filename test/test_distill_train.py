@@ -137,6 +137,15 @@ def test_task_loss_matches_hand_computation(teacher_dir, data_with_feats):
     assert not any(k.startswith("_teacher") for k in task.state_dict())
 
 
+def test_skip_last_drops_the_codebook_layer_from_the_targets(teacher_dir):
+    teacher, _ = load_checkpoint(teacher_dir)
+    student = build_student_from_config(teacher, _cfg("student.n_layers=2")["student"])
+    task = DistillTask(teacher, student, _cfg("student.n_layers=2", "distill.skip_last=true", "loss.w_disc=1.0"))
+    assert task.target_layers == [1, 2, 3] and task.loss.disc_head is not None   # 4-layer teacher: 1..4 → 1..3
+    with pytest.raises(ConfigError, match="skip_last"):
+        DistillTask(teacher, student, _cfg("distill.target_layers=[4]", "distill.skip_last=true"))
+
+
 def test_disc_needs_hubert_head(tmp_path):
     t = SSLModel(SSLConfig.from_dict({**TINY, "num_labels": 0}))
     cfg = _cfg("loss.w_disc=1.0")

@@ -27,7 +27,9 @@ Config sections (every key overridable as ``--section.key value``):
     ``stage``: ``full`` (layer regression + optional discriminative loss) or ``frontend`` (stage A of
     hubert_kd: only the student front-end + projection are trained, L1 to the teacher's
     CNN+projection output ``frontend_out``); ``target_layers`` (teacher layers, 1-based; null =
-    every L_t/``n_targets``-th).
+    every L_t/``n_targets``-th); ``skip_last`` (true: the teacher's last layer is dropped from the targets,
+    so the only signal from it is ``w_disc``'s codebook distribution: a test of whether regressing that
+    layer leaves the discriminative loss nothing to add).
 ``loss``
     ``w_rec`` (L1), ``w_cos`` (−log σ(cos)), ``w_disc`` (KL(teacher || student) over the teacher's
     HuBERT codebook; needs a teacher with a HubertHead), ``disc_kind`` ``type1`` (student projected
@@ -83,7 +85,7 @@ DISTILL_DEFAULTS: Dict = {
                 "match_layers": None, "frontend": "cnn", "init": "jump", "init_frontend": True, "init_from": None,
                 "freeze_frontend": False, "head": "expand_last", "keep_teacher_head": False,
                 "overrides": {}},
-    "distill": {"stage": "full", "target_layers": None, "n_targets": 4},
+    "distill": {"stage": "full", "target_layers": None, "n_targets": 4, "skip_last": False},
     "loss": {"w_rec": 1.0, "w_cos": 1.0, "w_disc": 0.0, "disc_kind": "type1", "tau": None,
              "disc_head_init": "random"},
     "spec_augment": {"enabled": False, "freq_masks": 2, "freq_width": 10, "time_masks": 2, "time_width": 20},
@@ -114,6 +116,10 @@ class DistillTask(nn.Module):
         layers = [int(k) for k in layers]
         if not all(1 <= k <= L_t for k in layers):
             raise ConfigError(f"distill.target_layers {layers} must be in 1..{L_t}")
+        if dcfg.get("skip_last"):   # no regression onto the layer the codebook (L_disc) is computed from
+            layers = [k for k in layers if k != L_t]
+            if not layers:
+                raise ConfigError(f"distill.skip_last leaves no target layer (targets were [{L_t}])")
         self.target_layers = layers
         self.distiller = Distiller(student, layers, teacher.cfg.d_model, head=scfg.get("head", "expand_last"),
                                    n_teacher_layers=L_t)

@@ -36,6 +36,8 @@ dt_layers=                 # D&T depth, width solved for the S&W parameter count
 max_parallel=2             # distillations / fine-tunings run at once (one torch thread each)
 jobs=                      # former name of --max_parallel (still accepted)
 corpus_seed=1
+results_conf=conf/results.yaml   # table spec of stage 9 (conf/results_skip_last.yaml: the L_disc cause test)
+results_name=RESULTS             # stage 9 writes <results_name>${sfx}.md
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--conf_tag default|smoke] [--students '...'] [--seeds '1 2'] [--teacher DIR]"
 
 . ./path.sh
@@ -56,6 +58,8 @@ student_opts() {
   case $1 in
     sw)      echo "--student.n_layers $sw_layers --student.init jump --student.head expand_last" ;;
     sw_disc) echo "$(student_opts sw) --loss.w_disc 1.0" ;;
+    sw_nl)   echo "$(student_opts sw) --distill.skip_last true" ;;   # no regression onto the codebook layer
+    sw_nl_disc) echo "$(student_opts sw_nl) --loss.w_disc 1.0" ;;
     sw_rand) echo "--student.n_layers $sw_layers --student.init none --student.head expand_last" ;;  # D&T's init
     dt)      echo "--student.n_layers $dt_layers --student.match_layers $sw_layers --student.init none --student.head layerwise" ;;
     dt_disc) echo "$(student_opts dt) --loss.w_disc 1.0" ;;
@@ -167,14 +171,14 @@ if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 7 ]; then
 fi
 
 if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
-  log "stage 9: RESULTS${sfx}.md (params and RTF per row added to the table spec by local/add_params_rtf.py)"
+  log "stage 9: ${results_name}${sfx}.md (params and RTF per row added to the table spec by local/add_params_rtf.py)"
   mkdir -p exp
-  python3 local/add_params_rtf.py --spec conf/results.yaml --sizes "$ft_sizes" --out exp/results_spec.yaml \
+  python3 local/add_params_rtf.py --spec "$results_conf" --sizes "$ft_sizes" --out exp/results_spec.yaml \
     --command "./run.sh --conf_tag $conf_tag"
   # shellcheck disable=SC2046
-  python3 local/disc_curve.py --out_png disc_kl${sfx}.png --out_md exp/disc_section.md \
+  python3 local/disc_curve.py --out_png "${results_name/RESULTS/disc_kl}${sfx}.png" --out_md exp/disc_section.md \
     $(for s in $students; do case $s in *_disc) for seed in $(seeds_of "$s"); do echo "exp/$s/seed$seed"; done ;; esac; done)
   strict=(--strict); [ -s exp/results_spec.partial ] && strict=()   # rows not run at every size: empty cells
-  speechkd-make-results --spec exp/results_spec.yaml --out RESULTS${sfx}.md "${strict[@]}"
-  log "done: $(pwd)/RESULTS${sfx}.md"
+  speechkd-make-results --spec exp/results_spec.yaml --out "${results_name}${sfx}.md" "${strict[@]}"
+  log "done: $(pwd)/${results_name}${sfx}.md"
 fi
