@@ -213,3 +213,36 @@ def test_commonvoice_recipe_data_stages(tmp_path):
     langs = {l.split()[1] for l in (d / "data/test_all/utt2lang").read_text().splitlines()}
     assert langs == {"de", "tr"}
     assert (d / "data/token_phone/units.txt").exists()
+
+
+def test_librispeech_and_commonvoice_dryruns(tmp_path):
+    """``--conf_tag dryrun`` of both real DistilXLSR recipes, chained as a user runs them: LibriSpeech (fake
+    tree, XLSR-53-size teacher with random weights as a Hugging Face dir, imported; the three 12-layer
+    students, 2 updates each), then Common Voice on those models (fake tree, one language and two models to
+    bound time and disk: an XLSR-53-size fine-tuning writes ~1.3 GB) → RESULTS_dryrun.md."""
+    if shutil.which("speechkd-phonemize") is None:
+        pytest.skip("console scripts missing (tools/setup.sh)")
+    ls = copy_recipe("librispeech/distilxlsr", tmp_path)
+    cv = copy_recipe("commonvoice/distilxlsr", tmp_path)
+    env = {"cmd_backend": "local", "OMP_NUM_THREADS": "1"}
+    try:
+        run_recipe(ls, "--conf_tag", "dryrun", timeout=1200, env=env)
+        teacher = load_config(ls / "exp/teacher/model/config.yaml")["model"]
+        assert (teacher["d_model"], teacher["n_layers"]) == (1024, 24)          # XLSR-53's shape
+        for name in ("student_en", "distilxlsr", "nojump"):
+            st = load_config(ls / f"exp/{name}/model/config.yaml")["model"]
+            assert (st["d_model"], st["n_layers"]) == (1024, 12), name           # half the teacher's depth
+            assert len(train_losses(ls / f"exp/{name}/train.log")) == 2, name     # the dry run's 2 updates
+            assert not (ls / f"exp/{name}/checkpoints").exists(), name           # keep_final_state false
+        assert (ls / "data/train_clean_100_shuf/wav.scp").exists()
+        run_recipe(cv, "--conf_tag", "dryrun", "--langs", "de", "--models",
+                   f"teacher={ls}/exp/teacher/model distilxlsr={ls}/exp/distilxlsr/model", timeout=1200, env=env)
+        for name in ("teacher", "distilxlsr"):
+            run = cv / f"exp/ft_{name}/seed1/de"
+            assert len(train_losses(run / "train.log")) == 2, name
+            assert_rescored(run / "decode_test" / "score.json", cv)
+        res = (cv / "RESULTS_dryrun.md").read_text()
+        rows = [ln for ln in res.splitlines() if ln.startswith("| teacher") or ln.startswith("| distilxlsr")]
+        assert len(rows) == 2 and all("–" not in r.split("|")[-3] for r in rows), res[-3000:]
+    finally:   # ~10 GB of random paper-size weights: do not leave them to pytest's kept temp dirs
+        shutil.rmtree(tmp_path / "egs", ignore_errors=True)

@@ -18,6 +18,8 @@
 #   ./run.sh --teacher /path/to/hubert_base   # any checkpoint dir as the teacher (speechkd-import-checkpoint)
 #   cmd_backend=slurm ./run.sh            # send the stages to Slurm (conf/slurm.conf)
 set -euo pipefail
+cmdline=$0   # the command as typed, for RESULTS.md
+for a in "$@"; do case $a in *' '*) cmdline+=" '$a'" ;; *) cmdline+=" $a" ;; esac; done
 
 stage=1
 stop_stage=100
@@ -174,7 +176,7 @@ if [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
   log "stage 9: ${results_name}${sfx}.md (params and RTF per row added to the table spec by local/add_params_rtf.py)"
   mkdir -p exp
   python3 local/add_params_rtf.py --spec "$results_conf" --sizes "$ft_sizes" --out exp/results_spec.yaml \
-    --command "./run.sh --conf_tag $conf_tag"
+    --command "$cmdline"
   # shellcheck disable=SC2046
   python3 local/disc_curve.py --out_png "${results_name/RESULTS/disc_kl}${sfx}.png" --out_md exp/disc_section.md \
     $(for s in $students; do case $s in *_disc) for seed in $(seeds_of "$s"); do echo "exp/$s/seed$seed"; done ;; esac; done)
