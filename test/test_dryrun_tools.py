@@ -44,3 +44,22 @@ def test_random_hubert_base_in_both_formats(tmp_path):
         {k: v.shape for k, v in m.state_dict().items()}
     with pytest.raises(ConfigError, match="unknown architecture"):
         write_random_checkpoint("hubert_huge", tmp_path / "x")
+
+
+def test_random_text_teacher_loads_like_a_local_infoxlm(tmp_path, monkeypatch):
+    """A random text teacher: HF masked-LM dir + a tokenizer trained on the given text, read back by the
+    TextEncoder a real InfoXLM dir goes through (a tiny shape here; infoxlm_base is 12 x 768, 250,002 pieces)."""
+    from speechkd.models.convert import random_checkpoint as rc
+    from speechkd.models.text import TextEncoder
+
+    assert rc.TEXT_ARCHS["infoxlm_base"]["hidden_size"] == 768
+    monkeypatch.setitem(rc.TEXT_ARCHS, "tiny", dict(rc.TEXT_ARCHS["infoxlm_base"], vocab_size=300, hidden_size=32,
+                                                     num_hidden_layers=2, num_attention_heads=2, intermediate_size=64))
+    texts = ["guten tag wie geht es", "das ist ein kleiner test", "merhaba nasılsın bugün"] * 20
+    out = rc.write_random_text_model("tiny", tmp_path / "tm", texts, vocab_size=60)
+    assert (out / "config.json").exists() and (out / "spm.model").exists() and not list(out.glob("tmp*"))
+    enc = TextEncoder(out, layer=-1)
+    states = enc.encode(["guten tag", "das ist ein test"])
+    assert [s.shape[1] for s in states] == [32, 32] and states[1].shape[0] > states[0].shape[0]
+    with pytest.raises(ConfigError, match="unknown text architecture"):
+        rc.write_random_text_model("gpt9", tmp_path / "x", texts)

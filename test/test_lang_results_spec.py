@@ -46,3 +46,16 @@ def test_joint_columns_and_rows(tmp_path):
 def test_bad_mode_is_an_error_and_writes_nothing(tmp_path):
     p, spec = _run(tmp_path, "--langs", "de", "--ft_mode", "both")
     assert p.returncode != 0 and "per_lang or joint" in p.stderr and spec is None
+
+
+def test_drop_unrun_rows(tmp_path):
+    tpl = tmp_path / "tpl.yaml"
+    tpl.write_text(yaml.safe_dump({"title": "t", "rows": [{"name": "λ=0", "exp": "exp/lam0/seed*"},
+                                                          {"name": "λ=0.5", "exp": "exp/lam0.5/seed*"}]}))
+    (tmp_path / "exp" / "lam0" / "seed1").mkdir(parents=True)
+    out = tmp_path / "spec.yaml"
+    p = subprocess.run([sys.executable, str(TOOL), str(tpl), str(out), "--langs", "de", "--drop_unrun"],
+                       cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.returncode == 0, p.stderr
+    spec = yaml.safe_load(out.read_text())
+    assert [r["name"] for r in spec["rows"]] == ["λ=0"] and spec["notes"] == ["Not run: λ=0.5."]

@@ -112,3 +112,30 @@ def test_commonvoice_distill_l2s_data_stages(tmp_path):
     p = subprocess.run(["./run.sh", "--stage", "3", "--stop_stage", "3"], cwd=d, env=_env(),
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
     assert p.returncode != 0 and "--xlsr is required" in p.stdout
+
+
+def test_commonvoice_distill_l2s_dryrun(tmp_path):
+    """``--conf_tag dryrun`` of the real recipe on one language: fake Common Voice, XLSR-53 and InfoXLM base
+    with random weights as Hugging Face dirs (the text model's tokenizer trained on the fake transcripts),
+    conf/finetune.yaml with 2 updates, λ 0 and 0.5 → decode, score, RESULTS_dryrun.md (~1.2 GB a run)."""
+    import shutil
+
+    import yaml
+
+    d = copy_recipe("commonvoice/distill_l2s", tmp_path)
+    try:
+        _run(["bash", "run.sh", "--conf_tag", "dryrun", "--langs", "de"], d, 1500, cmd_backend="local")
+        xlsr = yaml.safe_load((d / "exp/xlsr/model/config.yaml").read_text())["model"]
+        assert (xlsr["d_model"], xlsr["n_layers"]) == (1024, 24)
+        text = json.loads((d / "data/dryrun_src/infoxlm_base_random/config.json").read_text())
+        assert (text["hidden_size"], text["num_hidden_layers"], text["vocab_size"]) == (768, 12, 250002)
+        for lam in ("0", "0.5"):
+            run = d / f"exp/lam{lam}/seed1/de"
+            steps = [ln for ln in (run / "train.log").read_text().splitlines() if "[train]" in ln]
+            assert len(steps) == 2 and all((" l2s " in ln) == (lam != "0") for ln in steps), steps
+            assert_rescored(run / "decode_test" / "score.json", d)
+        rows = [ln for ln in (d / "RESULTS_dryrun.md").read_text().splitlines() if ln.startswith("| ")]
+        assert rows[0].split("|")[2:4] == [" de ", " avg "], rows[0]
+        assert [r.split("|")[1].strip() for r in rows[1:3]] == ["XLSR fine-tuning (λ=0)", "Distill-L2S (InfoXLM) λ=0.5"]
+    finally:   # paper-size random weights: not left to pytest's kept temp dirs
+        shutil.rmtree(tmp_path / "egs", ignore_errors=True)

@@ -8,7 +8,8 @@ speechkd-make-results, optionally rows named by the models run and notes on the 
 --ft_mode per_lang: the column of language L reads L/decode_test (one model per language);
 joint: all/decode_test restricted to utterances of L (one multilingual model). --rows NAME=... (or NAME)
 sets the rows to exp/ft_NAME/seed*; --command adds a first note "Command: `...` in egs/CORPUS/RECIPE"; --ft_note appends a
-note saying which fine-tuning protocol the mode is. The spec is written under a temporary name and renamed.
+note saying which fine-tuning protocol the mode is; --drop_unrun leaves out the template's rows whose exp glob
+matches no run (e.g. a λ not in --lambdas), with a note naming them. The spec is written under a temporary name and renamed.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ FT_NOTES = {
 }
 
 
-def fill(spec: dict, langs, ft_mode: str, rows=None, command=None, ft_note=False) -> dict:
+def fill(spec: dict, langs, ft_mode: str, rows=None, command=None, ft_note=False, drop_unrun=False) -> dict:
     if ft_mode not in FT_NOTES:
         raise SystemExit(f"--ft_mode must be per_lang or joint, not '{ft_mode}'")
     if not langs:
@@ -39,6 +40,13 @@ def fill(spec: dict, langs, ft_mode: str, rows=None, command=None, ft_note=False
         names = [r.split("=", 1)[0] for r in rows]
         spec["rows"] = [{"name": n, "exp": f"exp/ft_{n}/seed*"} for n in names]
     notes = list(spec.get("notes") or [])
+    if drop_unrun:
+        import glob
+
+        unrun = [r["name"] for r in spec.get("rows") or [] if not glob.glob(r["exp"])]
+        spec["rows"] = [r for r in spec.get("rows") or [] if r["name"] not in unrun]
+        if unrun:
+            notes.append("Not run: " + "; ".join(unrun) + ".")
     if command:
         here = Path.cwd().parts
         where = " in " + "/".join(here[-3:]) if len(here) >= 3 and here[-3] == "egs" else ""
@@ -58,13 +66,14 @@ def main(argv=None) -> int:
     p.add_argument("--rows", help="space-separated NAME[=...] list: rows exp/ft_NAME/seed*")
     p.add_argument("--command", help="the command that made the results (first note)")
     p.add_argument("--ft_note", action="store_true", help="append a note naming the fine-tuning protocol")
+    p.add_argument("--drop_unrun", action="store_true", help="leave out rows whose exp glob matches nothing")
     args = p.parse_args(argv)
     with open(args.template, encoding="utf-8") as f:
         spec = yaml.safe_load(f)
     if not isinstance(spec, dict):
         raise SystemExit(f"{args.template}: not a results spec (a YAML mapping)")
     spec = fill(spec, args.langs.split(), args.ft_mode, args.rows.split() if args.rows is not None else None,
-                args.command, args.ft_note)
+                args.command, args.ft_note, args.drop_unrun)
     tmp = f"{args.out}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
         yaml.safe_dump(spec, f, sort_keys=False, allow_unicode=True)

@@ -13,6 +13,10 @@
 #   ./run.sh ... --langs "ky tt" --lambdas "0 0.5" --seeds 1        # fewer runs
 #   ./run.sh ... --stage 6 --stop_stage 7                           # re-run decoding/scoring only
 #   cmd_backend=slurm ./run.sh ...                                   # one Slurm job per stage call (GPU for training)
+#   ./run.sh --conf_tag dryrun            # the whole pipeline before a cluster job, on CPU: a fake Common Voice
+#                   (de, tr), XLSR-53 and InfoXLM base with random weights (Hugging Face dirs; the text model's
+#                   tokenizer trained on the fake transcripts), λ 0 and 0.5, 2 updates per fine-tuning (conf
+#                   unchanged, the update counts overridden) -> RESULTS_dryrun.md
 set -euo pipefail
 
 stage=1
@@ -28,7 +32,7 @@ max_train_utts=0              # >0: labelled subset of this many train utterance
 text_layer=-1                 # hidden-state index of the text model (HF convention)
 interpolation=nearest         # nearest (paper) | linear (ablation)
 audio=path                    # path (soundfile decodes mp3) | ffmpeg (pipe to 16 kHz wav)
-conf_tag=default              # picks conf/finetune.yaml (default) or conf/finetune_<tag>.yaml
+conf_tag=default              # default | dryrun (see above) | <tag>: conf/finetune_<tag>.yaml
 ngpu=1        # GPUs per training job (> 1: torchrun with one process per GPU, through cmd.sh's runner)
 nnodes=1      # nodes per training job (> 1: cmd_backend=slurm; one torchrun per node)
 help_message="Usage: $0 --cv_root DIR --xlsr PATH --text_model DIR [--langs 'ky tt'] [--lambdas '0 0.5'] [--seeds '1 2'] [--stage N] [--stop_stage N]"
@@ -38,12 +42,27 @@ help_message="Usage: $0 --cv_root DIR --xlsr PATH --text_model DIR [--langs 'ky 
 . utils/parse_options.sh
 . steps/lib.sh   # log, conf_suffix, corpus_languages, run_pool
 
-sfx=$(conf_suffix "$conf_tag")
+sfx=$(conf_suffix "$conf_tag") ft_sfx=$sfx dry=()
+if [ "$conf_tag" = dryrun ]; then
+  ft_sfx=""   # conf/finetune.yaml as it is, the update counts overridden
+  dry=("${dryrun_train_opts[@]}" --finetune.freeze_encoder_steps 1)
+  dry_src=data/dryrun_src
+  [ -n "$cv_root" ] || cv_root=$dry_src/cv-corpus-99.0-2026-01-01
+  [ -n "$xlsr" ] || xlsr=$dry_src/xlsr_53_random
+  [ -n "$text_model" ] || text_model=$dry_src/infoxlm_base_random
+  [ "$langs" != "ky tt sv-SE ta mn" ] || langs="de tr"
+  [ "$lambdas" != "0 0.25 0.5 1.0" ] || lambdas="0 0.5"
+  [ "$nj" != 8 ] || nj=2
+fi
 lang_csv=$(echo $langs | tr ' ' ',')
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   log "stage 1: Common Voice data dirs for $lang_csv"
   [ -n "$cv_root" ] || { echo "$0: --cv_root is required for stage 1" >&2; exit 1; }
+  if [ "$conf_tag" = dryrun ] && [ "$cv_root" = "$dry_src/cv-corpus-99.0-2026-01-01" ] && [ ! -d "$cv_root" ]; then
+    log "stage 1 (dryrun): a fake Common Voice ($langs) -> $dry_src"
+    speechkd-make-fake-corpus commonvoice --out "$dry_src" --langs "$lang_csv"
+  fi
   local/data.sh --src "$cv_root" --langs "$lang_csv" --audio "$audio"
 fi
 
@@ -63,6 +82,14 @@ fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "stage 3: import XLSR-53 ($xlsr) as an SSL checkpoint"
   [ -n "$xlsr" ] || { echo "$0: --xlsr is required for stage 3" >&2; exit 1; }
+  if [ "$conf_tag" = dryrun ] && [ "$xlsr" = "$dry_src/xlsr_53_random" ] && [ ! -d "$xlsr" ]; then
+    log "stage 3 (dryrun): XLSR-53 with random weights, as a Hugging Face directory -> $xlsr"
+    speechkd-make-random-checkpoint --arch xlsr_53 --format hf --out "$xlsr"
+  fi
+  if [ "$conf_tag" = dryrun ] && [ "$text_model" = "$dry_src/infoxlm_base_random" ] && [ ! -d "$text_model" ]; then
+    log "stage 3 (dryrun): InfoXLM base with random weights, tokenizer from the fake transcripts -> $text_model"
+    speechkd-make-random-checkpoint --arch infoxlm_base --out "$text_model" $(for l in $langs; do echo --text data/train_$l/text; done)
+  fi
   mkdir -p exp/xlsr
   ${train_cmd} exp/xlsr/import.log speechkd-import-checkpoint --src "$xlsr" --out exp/xlsr/model --kind ssl
 fi
@@ -81,9 +108,9 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
         fi
         mkdir -p "$dir"
         ${cuda_cmd} --gpu "$ngpu" --nodes "$nnodes" --mem 32G --time 24:00:00 "$dir/train.log" \
-          speechkd-finetune --config conf/finetune${sfx}.yaml --init exp/xlsr/model \
+          speechkd-finetune --config conf/finetune${ft_sfx}.yaml --init exp/xlsr/model \
             --train-data data/train_sub_$l --valid-data data/dev_$l --token-dir data/token_char_$l \
-            --exp "$dir" --train.seed "$seed" "${l2s_opt[@]}"
+            --exp "$dir" --train.seed "$seed" "${l2s_opt[@]}" "${dry[@]}"
       done
     done
   done
@@ -96,14 +123,18 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
         dir=exp/lam${lam}/seed${seed}/$l
         log "stage 5: decode + score (CER, WER) test_$l ($dir)"
         steps/decode_score.sh --nj "$nj" --cmd "$decode_cmd" --ref_file text --units char,word \
-          "$dir/model_best" data/test_$l "$dir/decode_test"
+          "$(best_model "$dir")" data/test_$l "$dir/decode_test"
       done
     done
   done
 fi
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
-  log "stage 6: RESULTS.md (conf/results.yaml lists the languages and λ; edit it to match --langs/--lambdas)"
-  speechkd-make-results --spec conf/results_wer.yaml --out exp/results_wer.md --strict
-  speechkd-make-results --spec conf/results.yaml --out RESULTS.md --strict
+  log "stage 6: RESULTS$sfx.md (one column per language of --langs; rows: the λ of conf/results.yaml that were run)"
+  for t in results results_wer; do
+    utils/lang_results_spec.py conf/$t.yaml exp/${t}_spec.yaml --langs "$langs" --drop_unrun
+  done
+  speechkd-make-results --spec exp/results_wer_spec.yaml --out exp/results_wer.md --strict
+  speechkd-make-results --spec exp/results_spec.yaml --out "RESULTS$sfx.md" --strict
+  log "done: $(pwd)/RESULTS$sfx.md"
 fi

@@ -35,6 +35,44 @@ ARCHS = {
         "feat_extract_norm": "layer", "conv_bias": True, "do_stable_layer_norm": True}, "xlsr_large"),
 }
 FORMATS = ("hf", "speechkd")
+# text teachers: arch -> XLMRobertaConfig fields (InfoXLM base = XLM-R base: 12 x 768, 250,002 word pieces)
+TEXT_ARCHS = {
+    "infoxlm_base": {"vocab_size": 250002, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+                     "intermediate_size": 3072, "max_position_embeddings": 514, "type_vocab_size": 1,
+                     "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 2},
+}
+
+
+def write_random_text_model(arch: str, out, texts, seed: int = 0, vocab_size: int = 1000) -> Path:
+    """A Hugging Face masked-LM dir of text architecture ``arch`` (a key of :data:`TEXT_ARCHS`) with random
+    weights, and a tokenizer: a sentencepiece unigram model of ``vocab_size`` pieces trained on ``texts``
+    (the real tokenizer's 250k pieces cannot be downloaded; the model keeps the real vocabulary size, so its
+    embedding has the paper's shape and only the first pieces are ever used). ``AutoTokenizer`` /
+    ``AutoModel`` load it offline, like a local copy of microsoft/infoxlm-base. Written whole or not at all."""
+    import tempfile
+
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
+
+    from ...utils.errors import ConfigError
+    from ...utils.fileio import atomic_dir
+    from ..text import tokenizer_from_sentencepiece, train_sentencepiece
+
+    if arch not in TEXT_ARCHS:
+        raise ConfigError(f"unknown text architecture '{arch}' (known: {', '.join(sorted(TEXT_ARCHS))})")
+    torch.manual_seed(seed)
+    model = XLMRobertaForMaskedLM(XLMRobertaConfig(**TEXT_ARCHS[arch])).eval()
+    out = Path(out)
+    with atomic_dir(out) as tmp, tempfile.TemporaryDirectory(dir=tmp) as spm_dir:
+        spm_model = train_sentencepiece(list(texts), spm_dir, vocab_size=vocab_size)
+        tok = tokenizer_from_sentencepiece(spm_model)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(str(tmp))
+        Path(spm_model).replace(Path(tmp) / "spm.model")
+    log.info("random %s (%d x %d, %.1fM params; tokenizer: %d pieces of the given text) -> %s", arch,
+             model.config.num_hidden_layers, model.config.hidden_size,
+             sum(p.numel() for p in model.parameters()) / 1e6, len(tok), out)
+    return out
 
 
 def write_random_checkpoint(arch: str, out, fmt: str = "hf", seed: int = 0) -> Path:
