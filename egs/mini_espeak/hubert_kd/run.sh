@@ -63,6 +63,7 @@ student_opts() {
     sw_nl)   echo "$(student_opts sw) --distill.skip_last true" ;;   # no regression onto the codebook layer
     sw_nl_disc) echo "$(student_opts sw_nl) --loss.w_disc 1.0" ;;
     sw_rand) echo "--student.n_layers $sw_layers --student.init none --student.head expand_last" ;;  # D&T's init
+    sw_rand_disc) echo "$(student_opts sw_rand) --loss.w_disc 1.0" ;;   # L_disc without a copied top layer
     dt)      echo "--student.n_layers $dt_layers --student.match_layers $sw_layers --student.init none --student.head layerwise" ;;
     dt_disc) echo "$(student_opts dt) --loss.w_disc 1.0" ;;
     fb)      echo "$(student_opts sw) --student.frontend fbank --data.cmvn $cmvn" ;;
