@@ -14,6 +14,7 @@ matches no run (e.g. a λ not in --lambdas), with a note naming them. The spec i
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import sys
 from pathlib import Path
@@ -41,8 +42,6 @@ def fill(spec: dict, langs, ft_mode: str, rows=None, command=None, ft_note=False
         spec["rows"] = [{"name": n, "exp": f"exp/ft_{n}/seed*"} for n in names]
     notes = list(spec.get("notes") or [])
     if drop_unrun:
-        import glob
-
         unrun = [r["name"] for r in spec.get("rows") or [] if not glob.glob(r["exp"])]
         spec["rows"] = [r for r in spec.get("rows") or [] if r["name"] not in unrun]
         if unrun:

@@ -21,12 +21,13 @@ set -euo pipefail
 
 stage=1
 stop_stage=100
-nj=8                          # parallel data/decoding jobs
+nj=                           # parallel data/decoding jobs (default 8; dryrun: 2)
 cv_root=                      # Common Voice release folder (required for stage 1)
 xlsr=                         # XLSR-53 checkpoint: HF directory or fairseq .pt (required for stage 4)
 text_model=                   # InfoXLM / XLM-R HF directory (required for λ > 0)
-langs="ky tt sv-SE ta mn"     # low-resource Common Voice languages (each its own char CTC model)
-lambdas="0 0.25 0.5 1.0"      # L2S weights; 0 = plain fine-tuning
+langs=                        # low-resource Common Voice languages, each its own char CTC model (default
+                              # "ky tt sv-SE ta mn"; dryrun: "de tr")
+lambdas=                      # L2S weights; 0 = plain fine-tuning (default "0 0.25 0.5 1.0"; dryrun: "0 0.5")
 seeds="1"                     # fine-tuning seeds (add more for the spread in RESULTS.md)
 max_train_utts=0              # >0: labelled subset of this many train utterances per language
 text_layer=-1                 # hidden-state index of the text model (HF convention)
@@ -44,15 +45,15 @@ help_message="Usage: $0 --cv_root DIR --xlsr PATH --text_model DIR [--langs 'ky 
 
 sfx=$(conf_suffix "$conf_tag") ft_sfx=$sfx dry=()
 if [ "$conf_tag" = dryrun ]; then
+  : "${nj:=2}" "${langs:=de tr}" "${lambdas:=0 0.5}"
   ft_sfx=""   # conf/finetune.yaml as it is, the update counts overridden
   dry=("${dryrun_train_opts[@]}" --finetune.freeze_encoder_steps 1)
   dry_src=data/dryrun_src
   [ -n "$cv_root" ] || cv_root=$dry_src/cv-corpus-99.0-2026-01-01
   [ -n "$xlsr" ] || xlsr=$dry_src/xlsr_53_random
   [ -n "$text_model" ] || text_model=$dry_src/infoxlm_base_random
-  [ "$langs" != "ky tt sv-SE ta mn" ] || langs="de tr"
-  [ "$lambdas" != "0 0.25 0.5 1.0" ] || lambdas="0 0.5"
-  [ "$nj" != 8 ] || nj=2
+else
+  : "${nj:=8}" "${langs:=ky tt sv-SE ta mn}" "${lambdas:=0 0.25 0.5 1.0}"
 fi
 lang_csv=$(echo $langs | tr ' ' ',')
 

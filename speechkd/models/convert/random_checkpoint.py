@@ -49,8 +49,6 @@ def write_random_text_model(arch: str, out, texts, seed: int = 0, vocab_size: in
     (the real tokenizer's 250k pieces cannot be downloaded; the model keeps the real vocabulary size, so its
     embedding has the paper's shape and only the first pieces are ever used). ``AutoTokenizer`` /
     ``AutoModel`` load it offline, like a local copy of microsoft/infoxlm-base. Written whole or not at all."""
-    import tempfile
-
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
 
@@ -63,12 +61,10 @@ def write_random_text_model(arch: str, out, texts, seed: int = 0, vocab_size: in
     torch.manual_seed(seed)
     model = XLMRobertaForMaskedLM(XLMRobertaConfig(**TEXT_ARCHS[arch])).eval()
     out = Path(out)
-    with atomic_dir(out) as tmp, tempfile.TemporaryDirectory(dir=tmp) as spm_dir:
-        spm_model = train_sentencepiece(list(texts), spm_dir, vocab_size=vocab_size)
-        tok = tokenizer_from_sentencepiece(spm_model)
+    with atomic_dir(out) as tmp:
+        tok = tokenizer_from_sentencepiece(train_sentencepiece(list(texts), tmp, vocab_size=vocab_size))
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(str(tmp))
-        Path(spm_model).replace(Path(tmp) / "spm.model")
     log.info("random %s (%d x %d, %.1fM params; tokenizer: %d pieces of the given text) -> %s", arch,
              model.config.num_hidden_layers, model.config.hidden_size,
              sum(p.numel() for p in model.parameters()) / 1e6, len(tok), out)

@@ -31,7 +31,7 @@ from speechkd.utils.fileio import atomic_write_text
 def summarise_run(run: Path, sizes) -> dict:
     model, _ = load_checkpoint(run / f"ft{sizes[0]}" / "model")
     rtfs = []
-    for s in [s for s in sizes if (run / f"ft{s}").is_dir()]:
+    for s in sizes:
         y = run / f"ft{s}" / "decode_test" / "decode.yaml"
         if y.exists() and load_yaml(y).get("rtf") is not None:
             rtfs.append(float(load_yaml(y)["rtf"]))
